@@ -1,0 +1,57 @@
+"""The task families of MLSH (Frans et al., 2018) on Gymnasium, registered as ``mlsh/<Name>-v0``."""
+
+from typing import Any
+
+import gymnasium as gym
+from mlsh_envs.ant_maze import AntMazeEnv
+from mlsh_envs.ant_obstacle_course import AntObstacleCourseEnv
+from mlsh_envs.ant_twowalk import AntTwowalkEnv
+from mlsh_envs.four_rooms import FourRoomsEnv
+from mlsh_envs.humanoid_walk_crawl import HumanoidWalkCrawlEnv
+from mlsh_envs.key_door import KeyDoorEnv
+from mlsh_envs.movement_bandits import MovementBanditsEnv
+from mlsh_envs.reference import evaluate_oracle, evaluate_policy_fn
+
+__all__ = [
+    "ENV_IDS",
+    "AntMazeEnv",
+    "AntObstacleCourseEnv",
+    "AntTwowalkEnv",
+    "FourRoomsEnv",
+    "HumanoidWalkCrawlEnv",
+    "KeyDoorEnv",
+    "MovementBanditsEnv",
+    "evaluate_oracle",
+    "evaluate_policy_fn",
+    "make_task_sampler",
+]
+
+#: Registered ids with their entry points and episode lengths.
+_REGISTRY: dict[str, tuple[str, int]] = {
+    "mlsh/MovementBandits-v0": ("mlsh_envs.movement_bandits:MovementBanditsEnv", 50),
+    "mlsh/KeyDoor-v0": ("mlsh_envs.key_door:KeyDoorEnv", 100),
+    "mlsh/FourRooms-v0": ("mlsh_envs.four_rooms:FourRoomsEnv", 100),
+    "mlsh/AntTwowalk-v0": ("mlsh_envs.ant_twowalk:AntTwowalkEnv", 1000),
+    "mlsh/AntMaze-v0": ("mlsh_envs.ant_maze:AntMazeEnv", 1000),
+    "mlsh/AntObstacleCourse-v0": ("mlsh_envs.ant_obstacle_course:AntObstacleCourseEnv", 2000),
+    "mlsh/HumanoidWalkCrawl-v0": ("mlsh_envs.humanoid_walk_crawl:HumanoidWalkCrawlEnv", 1000),
+}
+
+for _env_id, (_entry_point, _max_steps) in _REGISTRY.items():
+    if _env_id not in gym.registry:
+        gym.register(id=_env_id, entry_point=_entry_point, max_episode_steps=_max_steps)
+
+ENV_IDS = tuple(_REGISTRY)
+
+
+def make_task_sampler(env_id: str, split: str | None = "train", seed: int | None = None, **env_kwargs: Any):
+    """
+    :param env_id: A registered id, e.g. ``"mlsh/MovementBandits-v0"``.
+    :param split: ``"train"`` for meta-training tasks, ``"test"`` for the held-out transfer tasks, ``None`` for all.
+    :param seed: Seed of the sampler's random generator.
+    :param env_kwargs: Passed on to ``gymnasium.make``.
+    :return: A :class:`sb3_mlsh.TaskSampler` for that family.
+    """
+    from sb3_mlsh.tasks import TaskSampler
+
+    return TaskSampler(env_id, split=split, env_kwargs=env_kwargs, seed=seed)

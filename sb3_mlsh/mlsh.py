@@ -1,0 +1,717 @@
+"""MLSH: Meta Learning Shared Hierarchies (Frans et al., ICLR 2018) as a Stable-Baselines3 algorithm."""
+
+import copy
+import io
+import os
+import pathlib
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+from stable_baselines3.common.utils import safe_mean
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from sb3_mlsh.policies import SubPolicyBankPolicy, subpolicy_observation_space
+from sb3_mlsh.rollout import RolloutResult, TwoLevelCollector
+from sb3_mlsh.tasks import TaskProtocolError, TaskSampler, as_task_sampler
+from sb3_mlsh.trainer import JOINT, WARMUP, MLSHMetaTrainer
+
+__all__ = ["MLSH", "ModelFileError"]
+
+SelfMLSH = TypeVar("SelfMLSH", bound="MLSH")
+
+#: Written into every saved model; a zip without it is not an sb3-mlsh model.
+FORMAT_VERSION = 1
+
+MASTER_DEFAULTS: dict[str, Any] = dict(
+    learning_rate=0.01, n_epochs=10, batch_size=64, gamma=0.99, gae_lambda=0.98, clip_range=0.2, ent_coef=0.0
+)
+SUBPOLICY_DEFAULTS: dict[str, Any] = dict(
+    learning_rate=3e-4, n_epochs=10, batch_size=256, gamma=0.99, gae_lambda=0.98, clip_range=0.2, ent_coef=0.0, max_grad_norm=0.5
+)
+#: PPO arguments that MLSH sets itself.
+_RESERVED_LEARNER_KWARGS = {"env", "n_steps", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model", "policy"}
+
+
+class ModelFileError(ValueError):
+    """Raised when a file is not a readable sb3-mlsh model."""
+
+
+class _PrefixedLogger(Logger):
+    """Forwards an inner learner's ``train/*`` records to the MLSH logger under another prefix, averaged over groups."""
+
+    def __init__(self, parent: Logger, prefix: str) -> None:
+        super().__init__(folder=parent.get_dir(), output_formats=[])
+        self.parent = parent
+        self.prefix = prefix
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key[len("train/") :] if key.startswith("train/") else key
+
+    def record(self, key: str, value: Any, exclude: str | tuple[str, ...] | None = None) -> None:
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            self.parent.record_mean(self._key(key), value, exclude)
+        else:
+            self.parent.record(self._key(key), value, exclude)
+
+    def record_mean(self, key: str, value: Any, exclude: str | tuple[str, ...] | None = None) -> None:
+        self.parent.record_mean(self._key(key), value, exclude)
+
+    def dump(self, step: int = 0) -> None:
+        """The MLSH logger dumps."""
+
+
+def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
+        raise TypeError(
+            f"Unsupported action space {action_space}: MLSH supports Discrete and Box actions. "
+            "Flatten MultiDiscrete/MultiBinary actions into a Discrete space with a wrapper."
+        )
+    if isinstance(observation_space, spaces.Dict):
+        for key, space in observation_space.spaces.items():
+            if not isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiBinary, spaces.MultiDiscrete)):
+                raise TypeError(f"Unsupported space {space} under key {key!r} of the Dict observation: flatten it first.")
+        return
+    if not isinstance(observation_space, spaces.Box):
+        raise TypeError(
+            f"Unsupported observation space {observation_space}: MLSH supports Box and Dict observations. "
+            "Wrap the env with gymnasium.wrappers.FlattenObservation (a Discrete observation becomes a one-hot Box)."
+        )
+    if is_image_space(observation_space):
+        raise TypeError(
+            f"Image observations {observation_space.shape} are not supported by the MLP sub-policy bank yet; "
+            "extract features first (e.g. a wrapper with a pretrained encoder) or flatten them."
+        )
+
+
+class MLSH(BaseAlgorithm):
+    """
+    Meta Learning Shared Hierarchies (Frans, Ho, Chen, Abbeel, Schulman, ICLR 2018).
+
+    K sub-policies are shared across tasks; a master, re-initialised for every task, picks one of them every
+    ``macro_duration`` steps. Both levels are Stable-Baselines3 PPO learners with SB3's own ``train()``:
+    the master over macro-steps (action = sub-policy index, reward = sum of the primitive rewards), the
+    sub-policy learner over primitive steps with the master's choice in its observation and a bank of K
+    independent networks as its policy. Per task: ``warmup_iterations`` master-only iterations, then
+    ``joint_iterations`` iterations that also update the sub-policies, then a new task.
+
+    :param policy: ``"MlpPolicy"`` (Box observations) or ``"MultiInputPolicy"`` (Dict observations); selects the
+        master's SB3 policy and the sub-policy bank.
+    :param task_sampler: A :class:`~sb3_mlsh.TaskSampler`, or an env id / env factory whose env implements
+        ``sample_tasks`` and ``set_task``.
+    :param n_subpolicies: Number of sub-policies K.
+    :param macro_duration: Primitive steps per master decision N.
+    :param warmup_iterations: Master-only iterations per task W.
+    :param joint_iterations: Iterations per task that also update the sub-policies U.
+    :param n_steps: Primitive steps per env per iteration D.
+    :param n_envs: Number of envs.
+    :param task_groups: Number of task groups G running concurrently, each with its own task and master.
+    :param master_kwargs: PPO arguments of the master (defaults: the paper's, learning rate 0.01).
+    :param subpolicy_kwargs: PPO arguments of the sub-policy learner (defaults: the paper's, learning rate 3e-4).
+    :param policy_kwargs: Arguments of the sub-policy bank (:class:`~sb3_mlsh.policies.SubPolicyBankPolicy`).
+    :param master_epsilon: Probability that a master choice is replaced by a random sub-policy (the original: 0.1).
+    :param stagger_groups: Stagger the task groups' phases so that sub-policy updates spread evenly.
+    :param vec_env_class: ``DummyVecEnv`` (default) or ``SubprocVecEnv``.
+    :param monitor_dir: Where the Monitor CSVs go (None: not written).
+    :param stats_window_size: Episodes averaged in ``rollout/*`` logs.
+    :param tensorboard_log: TensorBoard log folder.
+    :param verbose: 0 silent, 1 logs every ``log_interval`` iterations.
+    :param seed: Seed of everything (envs, task draws, networks).
+    :param device: Torch device.
+    :param _init_setup_model: Build the learners now.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": SubPolicyBankPolicy,
+        "MultiInputPolicy": SubPolicyBankPolicy,
+    }
+
+    def __init__(
+        self,
+        policy: str | type[SubPolicyBankPolicy],
+        task_sampler: TaskSampler | str | Callable[[], gym.Env],
+        n_subpolicies: int = 2,
+        macro_duration: int = 10,
+        warmup_iterations: int = 9,
+        joint_iterations: int = 1,
+        n_steps: int = 2000,
+        n_envs: int = 4,
+        task_groups: int = 1,
+        master_kwargs: dict[str, Any] | None = None,
+        subpolicy_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        master_epsilon: float = 0.0,
+        stagger_groups: bool = True,
+        vec_env_class: type[VecEnv] | None = None,
+        monitor_dir: str | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        self._check_arguments(
+            n_subpolicies, macro_duration, warmup_iterations, joint_iterations, n_steps, n_envs, task_groups, master_epsilon
+        )
+        self.policy_name = policy if isinstance(policy, str) else "MlpPolicy"
+        self.task_sampler = as_task_sampler(task_sampler)
+        self.n_subpolicies = n_subpolicies
+        self.macro_duration = macro_duration
+        self.warmup_iterations = warmup_iterations
+        self.joint_iterations = joint_iterations
+        self.n_steps = n_steps
+        self.n_envs = n_envs
+        self.task_groups = task_groups
+        self.master_kwargs = {**MASTER_DEFAULTS, **(master_kwargs or {})}
+        self.subpolicy_kwargs = {**SUBPOLICY_DEFAULTS, **(subpolicy_kwargs or {})}
+        for name, kwargs in (("master_kwargs", self.master_kwargs), ("subpolicy_kwargs", self.subpolicy_kwargs)):
+            reserved = _RESERVED_LEARNER_KWARGS.intersection(kwargs)
+            if reserved:
+                raise ValueError(f"{name} may not set {sorted(reserved)}: MLSH sets these itself (pass them to MLSH()).")
+        self.master_epsilon = master_epsilon
+        self.stagger_groups = stagger_groups
+        self.vec_env_class = vec_env_class or DummyVecEnv
+        self.monitor_dir = monitor_dir
+
+        observation_space, action_space = self._checked_spaces()
+        env = make_vec_env(
+            self.task_sampler.make_env, n_envs=n_envs, seed=seed, vec_env_cls=self.vec_env_class, monitor_dir=monitor_dir
+        )
+        self._check_vec_env_spaces(env, observation_space, action_space)
+        super().__init__(
+            policy=policy,
+            env=env,
+            learning_rate=self.subpolicy_kwargs["learning_rate"],
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            support_multi_env=True,
+            monitor_wrapper=False,
+            seed=seed,
+            supported_action_spaces=(spaces.Discrete, spaces.Box),
+        )
+        self.iteration = 0
+        self.iteration_log: list[dict[str, Any]] = []
+        if _init_setup_model:
+            self._setup_model()
+
+    # ----------------------------------------------------------------------------------------------------- checks
+    @staticmethod
+    def _check_arguments(
+        n_subpolicies: int,
+        macro_duration: int,
+        warmup_iterations: int,
+        joint_iterations: int,
+        n_steps: int,
+        n_envs: int,
+        task_groups: int,
+        master_epsilon: float,
+    ) -> None:
+        problems = []
+        if not isinstance(n_subpolicies, (int, np.integer)) or n_subpolicies < 1:
+            problems.append(f"n_subpolicies (K) must be an integer >= 1, got {n_subpolicies!r}")
+        if not isinstance(macro_duration, (int, np.integer)) or macro_duration < 1:
+            problems.append(f"macro_duration (N) must be an integer >= 1, got {macro_duration!r}")
+        for name, value in (("warmup_iterations (W)", warmup_iterations), ("joint_iterations (U)", joint_iterations)):
+            if not isinstance(value, (int, np.integer)) or value < 0:
+                problems.append(f"{name} must be an integer >= 0, got {value!r}")
+        if not problems and warmup_iterations + joint_iterations == 0:
+            problems.append("warmup_iterations + joint_iterations must be >= 1: a task must last at least one iteration")
+        if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+            problems.append(f"n_steps (D, steps per env per iteration) must be an integer >= 1, got {n_steps!r}")
+        if not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
+            problems.append(f"n_envs must be an integer >= 1, got {n_envs!r}")
+        if not isinstance(task_groups, (int, np.integer)) or task_groups < 1:
+            problems.append(f"task_groups (G) must be an integer >= 1, got {task_groups!r}")
+        elif isinstance(n_envs, (int, np.integer)) and task_groups > n_envs:
+            problems.append(f"task_groups ({task_groups}) cannot exceed n_envs ({n_envs}): every group needs at least one env")
+        if not 0.0 <= master_epsilon <= 1.0:
+            problems.append(f"master_epsilon must be a probability in [0, 1], got {master_epsilon!r}")
+        if problems:
+            raise ValueError("Invalid MLSH arguments: " + "; ".join(problems) + ".")
+
+    def _checked_spaces(self) -> tuple[spaces.Space, spaces.Space]:
+        probe = self.task_sampler.probe_env
+        observation_space, action_space = probe.observation_space, probe.action_space
+        _check_spaces(observation_space, action_space)
+        if self.policy_name == "MlpPolicy" and isinstance(observation_space, spaces.Dict):
+            raise TypeError("The env has Dict observations: use MLSH('MultiInputPolicy', ...) instead of 'MlpPolicy'.")
+        # A task must not change the spaces: the masters and the bank are built once for all tasks.
+        for task in self.task_sampler.sample(3):
+            probe.get_wrapper_attr("set_task")(task)
+            obs, _ = probe.reset()
+            if probe.observation_space != observation_space or probe.action_space != action_space:
+                raise TaskProtocolError(
+                    f"Task {task!r} of {self.task_sampler.env_id!r} changes the spaces to {probe.observation_space} / "
+                    f"{probe.action_space} (first task: {observation_space} / {action_space}). All tasks of a family must "
+                    "share one observation and action space: pad observations to a common shape."
+                )
+            if not observation_space.contains(obs):
+                raise TaskProtocolError(
+                    f"After set_task({task!r}) and reset(), the observation of {self.task_sampler.env_id!r} is outside its "
+                    f"observation space {observation_space}. Fix the env's observation_space."
+                )
+        return observation_space, action_space
+
+    @staticmethod
+    def _check_vec_env_spaces(env: VecEnv, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        for index, (obs_space, act_space) in enumerate(
+            zip(env.get_attr("observation_space"), env.get_attr("action_space"))
+        ):
+            if obs_space != observation_space or act_space != action_space:
+                raise TaskProtocolError(
+                    f"The task sampler's envs disagree on spaces: env {index} has {obs_space} / {act_space}, the first "
+                    f"has {observation_space} / {action_space}. make_env() must always build envs with the same spaces."
+                )
+
+    # ---------------------------------------------------------------------------------------------------- learners
+    def _make_learner(self, policy: str | type[BasePolicy], observation_space: spaces.Space, action_space: spaces.Space,
+                      n_steps: int, n_envs: int, kwargs: dict[str, Any]) -> PPO:
+        learner = PPO(policy, env=None, n_steps=n_steps, device=self.device, seed=None, _init_setup_model=False, **kwargs)
+        learner.observation_space = observation_space
+        learner.action_space = action_space
+        learner.n_envs = n_envs
+        learner._setup_model()
+        return learner
+
+    def _make_master(self) -> PPO:
+        master_policy = "MultiInputPolicy" if isinstance(self.observation_space, spaces.Dict) else "MlpPolicy"
+        return self._make_learner(
+            master_policy, self.observation_space, spaces.Discrete(self.n_subpolicies), self.n_steps, 1, self.master_kwargs
+        )
+
+    @staticmethod
+    def _reset_master(master: PPO) -> None:
+        master.policy = master.policy_class(  # type: ignore[assignment]
+            master.observation_space, master.action_space, master.lr_schedule, use_sde=master.use_sde, **master.policy_kwargs
+        ).to(master.device)
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        subpolicy_kwargs = dict(self.subpolicy_kwargs)
+        bank_kwargs = {"n_subpolicies": self.n_subpolicies, "max_grad_norm": subpolicy_kwargs.pop("max_grad_norm")}
+        bank_kwargs.update(self.policy_kwargs)
+        # The bank clips gradients per sub-policy; PPO's joint clip would couple the sub-policies.
+        subpolicy_kwargs.update(max_grad_norm=float("inf"), policy_kwargs=bank_kwargs)
+        self.subpolicy_learner = self._make_learner(
+            self.policy_class,
+            subpolicy_observation_space(self.observation_space, self.n_subpolicies),
+            self.action_space,
+            self.n_steps,
+            self.n_envs,
+            subpolicy_kwargs,
+        )
+        self.policy = self.subpolicy_learner.policy
+        masters = [self._make_master() for _ in range(self.task_groups)]
+        self.trainer = MLSHMetaTrainer(
+            self.task_sampler,
+            self.env,
+            masters,
+            self._reset_master,
+            self.warmup_iterations,
+            self.joint_iterations,
+            stagger=self.stagger_groups,
+            seed=self.seed,
+        )
+        self.collector = TwoLevelCollector(
+            self.env, self.subpolicy_learner, self.n_subpolicies, self.macro_duration, master_epsilon=self.master_epsilon
+        )
+        self.collector.rng = np.random.default_rng(None if self.seed is None else self.seed + 1)
+
+    @property
+    def masters(self) -> list[PPO]:
+        """The master learner of each task group."""
+        return [group.master for group in self.trainer.groups]
+
+    @property
+    def master(self) -> PPO:
+        """The master that :meth:`predict` uses (group 0's; after :meth:`adapt`, the adapted one)."""
+        return self.trainer.groups[0].master
+
+    # ------------------------------------------------------------------------------------------------------ learn
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        if reset_num_timesteps or self._last_obs is None:
+            self.trainer.start()
+        total_timesteps, callback = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        self.subpolicy_learner.set_logger(_PrefixedLogger(self.logger, "train/sub/"))
+        for master in self.masters:
+            master.set_logger(_PrefixedLogger(self.logger, "train/master/"))
+        return total_timesteps, callback
+
+    def learn(
+        self: SelfMLSH,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "MLSH",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfMLSH:
+        """
+        Meta-train: iterations of ``n_steps`` primitive steps per env until ``total_timesteps`` primitive steps.
+
+        :param total_timesteps: Primitive env steps (all envs together).
+        :param callback: SB3 callback(s), called at every primitive step.
+        :param log_interval: Log every this many iterations.
+        :param tb_log_name: TensorBoard run name.
+        :param reset_num_timesteps: Start counting (and the task schedule) anew.
+        :param progress_bar: Show a progress bar (tqdm and rich).
+        :return: The trained model.
+        """
+        total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        callback.on_training_start(locals(), globals())
+        while self.num_timesteps < total_timesteps:
+            if not self._iterate(callback, total_timesteps, log_interval):
+                break
+        callback.on_training_end()
+        return self
+
+    def _iterate(self, callback: BaseCallback, total_timesteps: int, log_interval: int) -> bool:
+        groups = [(group.env_indices, group.master) for group in self.trainer.groups]
+        phases = [self.trainer.phase(group) for group in self.trainer.groups]
+        result, self._last_obs, self._last_episode_starts = self.collector.collect(
+            self.n_steps, groups, self._last_obs, self._last_episode_starts, callback, self
+        )
+        if not result.continue_training:
+            return False
+        self.iteration += 1
+        self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+        for master, buffer in zip(self.masters, result.master_buffers):
+            master.rollout_buffer = buffer
+            master._current_progress_remaining = self._current_progress_remaining
+            master.train()
+        joint_envs = self.trainer.joint_env_indices()
+        if len(joint_envs):
+            self._train_subpolicies(joint_envs)
+        self._record_iteration(result, phases)
+        if log_interval is not None and self.iteration % log_interval == 0:
+            self._dump_logs(result, phases)
+        for group, reset_obs in self.trainer.end_iteration():
+            self._set_env_obs(group.env_indices, reset_obs)
+        return True
+
+    def _train_subpolicies(self, env_indices: np.ndarray) -> None:
+        learner = self.subpolicy_learner
+        full_buffer = learner.rollout_buffer
+        if len(env_indices) < self.n_envs:
+            learner.rollout_buffer = _select_envs(full_buffer, env_indices)
+        learner._current_progress_remaining = self._current_progress_remaining
+        try:
+            learner.train()
+        finally:
+            learner.rollout_buffer = full_buffer
+
+    def _set_env_obs(self, env_indices: np.ndarray, observations: list[Any]) -> None:
+        if isinstance(self._last_obs, dict):
+            for key in self._last_obs:
+                self._last_obs[key][env_indices] = np.stack([obs[key] for obs in observations])
+        else:
+            self._last_obs[env_indices] = np.stack(observations)  # type: ignore[index]
+        self._last_episode_starts[env_indices] = True
+
+    def _record_iteration(self, result: RolloutResult, phases: list[str]) -> None:
+        usage = result.subpolicy_counts / max(result.subpolicy_counts.sum(), 1)
+        self.iteration_log.append(
+            {
+                "iteration": self.iteration,
+                "timesteps": self.num_timesteps,
+                "episode_return_mean": float(np.mean(result.episode_returns)) if result.episode_returns else float("nan"),
+                "episodes": len(result.episode_returns),
+                "joint_groups": sum(phase == JOINT for phase in phases),
+                "subpolicy_usage": usage.tolist(),
+            }
+        )
+
+    def _dump_logs(self, result: RolloutResult, phases: list[str]) -> None:
+        time_elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
+        fps = int((self.num_timesteps - self._num_timesteps_at_start) / time_elapsed)
+        self.logger.record("time/iterations", self.iteration, exclude="tensorboard")
+        if self.ep_info_buffer:
+            self.logger.record("rollout/ep_rew_mean", safe_mean([info["r"] for info in self.ep_info_buffer]))
+            self.logger.record("rollout/ep_len_mean", safe_mean([info["l"] for info in self.ep_info_buffer]))
+        if result.episode_returns:
+            self.logger.record("rollout/iteration_ep_rew_mean", float(np.mean(result.episode_returns)))
+        self.logger.record("time/fps", fps)
+        self.logger.record("time/time_elapsed", int(time_elapsed), exclude="tensorboard")
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.record("mlsh/tasks_started", sum(group.tasks_started for group in self.trainer.groups))
+        self.logger.record("mlsh/joint_groups", sum(phase == JOINT for phase in phases))
+        self.logger.record("mlsh/task_iteration", self.trainer.groups[0].iteration)
+        macro_lengths = np.concatenate([log.length for log in result.macro_steps])
+        self.logger.record("mlsh/macro_step_length", float(macro_lengths.mean()))
+        usage = result.subpolicy_counts / max(result.subpolicy_counts.sum(), 1)
+        for index, fraction in enumerate(usage):
+            self.logger.record(f"mlsh/subpolicy_usage_{index}", float(fraction))
+        self.logger.dump(step=self.num_timesteps)
+
+    # ----------------------------------------------------------------------------------------------------- transfer
+    def adapt(
+        self: SelfMLSH,
+        task: Any,
+        total_timesteps: int,
+        update_subpolicies: bool = False,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        progress_bar: bool = False,
+    ) -> SelfMLSH:
+        """
+        Transfer to ``task``: fresh masters learn to use the sub-policies, which stay frozen unless asked otherwise.
+
+        :param task: The new task (e.g. ``TaskSampler(..., split="test").sample()[0]``).
+        :param total_timesteps: Primitive env steps to learn for.
+        :param update_subpolicies: Keep updating the sub-policies too (joint phase) instead of freezing them.
+        :param callback: SB3 callback(s).
+        :param log_interval: Log every this many iterations.
+        :param progress_bar: Show a progress bar.
+        :return: The adapted model; :meth:`predict` then uses the adapted master.
+        """
+        self.trainer.fix_task(task, JOINT if update_subpolicies else WARMUP)
+        for group in self.trainer.groups:
+            self._reset_master(group.master)
+            group.task = None
+        self._last_obs = None
+        self.iteration_log = []
+        return self.learn(total_timesteps, callback=callback, log_interval=log_interval, tb_log_name="MLSH_adapt",
+                          reset_num_timesteps=True, progress_bar=progress_bar)
+
+    def resume_meta_training(self) -> None:
+        """Leave the transfer mode of :meth:`adapt`: the next :meth:`learn` samples tasks again."""
+        self.trainer.fix_task(None, None)  # type: ignore[arg-type]
+        self.trainer.fixed_phase = None
+        for group in self.trainer.groups:
+            group.task = None
+            group.tasks_started = 0
+        self._last_obs = None
+
+    # ------------------------------------------------------------------------------------------------------ predict
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | np.ndarray | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Act with the master (group 0's) and the sub-policies.
+
+        :param observation: One observation or a batch.
+        :param state: ``(n, 2)`` int array of (active sub-policy, primitive steps left in its macro-step), as returned
+            by the previous call; None at the start.
+        :param episode_start: Whether each observation starts an episode (forces a new master decision).
+        :param deterministic: Use the mode of the master's and the sub-policies' distributions.
+        :return: The actions and the new state.
+        """
+        vectorized = self.master.policy.is_vectorized_observation(observation)  # type: ignore[attr-defined]
+        if isinstance(observation, dict):
+            batch = {key: np.asarray(value) if vectorized else np.asarray(value)[None] for key, value in observation.items()}
+            n = len(next(iter(batch.values())))
+        else:
+            batch = np.asarray(observation) if vectorized else np.asarray(observation)[None]
+            n = len(batch)
+        state = np.zeros((n, 2), dtype=np.int64) if state is None else np.array(state, dtype=np.int64).reshape(n, 2)
+        deciding = state[:, 1] <= 0
+        if episode_start is not None:
+            deciding |= np.asarray(episode_start, dtype=bool).reshape(n)
+        if deciding.any():
+            indices = np.flatnonzero(deciding)
+            choice, _ = self.master.policy.predict(
+                {key: value[indices] for key, value in batch.items()} if isinstance(batch, dict) else batch[indices],
+                deterministic=deterministic,
+            )
+            state[indices, 0] = choice
+            state[indices, 1] = self.macro_duration
+        actions, _ = self.policy.predict(self.collector.subpolicy_obs(batch, state[:, 0]), deterministic=deterministic)
+        state[:, 1] -= 1
+        return (actions if vectorized else actions[0]), state
+
+    def subpolicy_predict(self, observation: np.ndarray, subpolicy: int, deterministic: bool = False) -> np.ndarray:
+        """
+        Action of one sub-policy, e.g. to drive a :class:`~sb3_mlsh.MacroActionWrapper`.
+
+        :param observation: One env observation.
+        :param subpolicy: Which sub-policy acts.
+        :param deterministic: Use the mode of its distribution.
+        :return: The action.
+        """
+        batch = {k: np.asarray(v)[None] for k, v in observation.items()} if isinstance(observation, dict) else np.asarray(observation)[None]
+        actions, _ = self.policy.predict(self.collector.subpolicy_obs(batch, np.array([subpolicy])), deterministic=deterministic)
+        return actions[0]
+
+    # ------------------------------------------------------------------------------------------------- save / load
+    def set_random_seed(self, seed: int | None = None) -> None:
+        super().set_random_seed(seed)
+        if hasattr(self, "trainer"):
+            self.trainer.rng = np.random.default_rng(seed)
+            self.collector.rng = np.random.default_rng(None if seed is None else seed + 1)
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.optimizer"], []
+
+    def get_parameters(self) -> dict[str, dict]:
+        params = {"subpolicies": self.policy.state_dict(), "subpolicies_optimizer": self.policy.optimizer.state_dict()}
+        for index, master in enumerate(self.masters):
+            params[f"master{index}"] = master.policy.state_dict()
+            params[f"master{index}_optimizer"] = master.policy.optimizer.state_dict()
+        return params
+
+    def set_parameters(self, load_path_or_dict: str | dict[str, Any], exact_match: bool = True, device: th.device | str = "auto") -> None:
+        params = load_path_or_dict if isinstance(load_path_or_dict, dict) else load_from_zip_file(load_path_or_dict, device=device)[1]
+        self.policy.load_state_dict(params["subpolicies"])
+        if "subpolicies_optimizer" in params:
+            self.policy.optimizer.load_state_dict(params["subpolicies_optimizer"])
+        for index, master in enumerate(self.masters):
+            if f"master{index}" in params:
+                master.policy.load_state_dict(params[f"master{index}"])
+                master.policy.optimizer.load_state_dict(params[f"master{index}_optimizer"])
+            elif exact_match:
+                raise ModelFileError(f"The saved model has no parameters for the master of task group {index}.")
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return dict(
+            n_subpolicies=self.n_subpolicies,
+            macro_duration=self.macro_duration,
+            warmup_iterations=self.warmup_iterations,
+            joint_iterations=self.joint_iterations,
+            n_steps=self.n_steps,
+            n_envs=self.n_envs,
+            task_groups=self.task_groups,
+            master_kwargs=self.master_kwargs,
+            subpolicy_kwargs=self.subpolicy_kwargs,
+            policy_kwargs=self.policy_kwargs,
+            master_epsilon=self.master_epsilon,
+            stagger_groups=self.stagger_groups,
+            vec_env_class=self.vec_env_class,
+            stats_window_size=self._stats_window_size,
+            seed=self.seed,
+        )
+
+    def save(self, path: str | pathlib.Path | io.BufferedIOBase, exclude: Any = None, include: Any = None) -> None:
+        """
+        Save the sub-policies, the masters, their optimizers, the task schedule and the counters to a zip file.
+        The write is atomic: the file appears complete or not at all.
+
+        :param path: File path (``.zip`` is added when missing) or a writable file object.
+        """
+        data = {
+            "mlsh_format_version": FORMAT_VERSION,
+            "policy_name": self.policy_name,
+            "task_sampler": self.task_sampler,
+            "init_kwargs": self._init_kwargs(),
+            "observation_space": self.observation_space,
+            "action_space": self.action_space,
+            "num_timesteps": self.num_timesteps,
+            "iteration": self.iteration,
+            "trainer": self.trainer.state_dict(),
+            "collector_rng": self.collector.rng.bit_generator.state,
+            "learner_updates": [self.subpolicy_learner._n_updates, *[master._n_updates for master in self.masters]],
+        }
+        pytorch_variables = {"torch_rng_state": th.get_rng_state()}
+        if isinstance(path, io.BufferedIOBase):
+            save_to_zip_file(path, data=data, params=self.get_parameters(), pytorch_variables=pytorch_variables)
+            return
+        path = pathlib.Path(path)
+        if path.suffix == "":
+            path = path.with_suffix(".zip")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
+            try:
+                save_to_zip_file(tmp, data=data, params=self.get_parameters(), pytorch_variables=pytorch_variables)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            except BaseException:
+                os.unlink(tmp.name)
+                raise
+        os.replace(tmp.name, path)
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        task_sampler: TaskSampler | str | Callable[[], gym.Env] | None = None,
+        device: th.device | str = "auto",
+        **kwargs: Any,
+    ) -> "MLSH":
+        """
+        Load a model saved by :meth:`save`.
+
+        :param path: The zip file.
+        :param task_sampler: Task sampler for the loaded model (default: the one it was trained with).
+        :param device: Torch device.
+        :param kwargs: Override constructor arguments (e.g. ``n_envs``, ``verbose``, ``tensorboard_log``).
+        :return: The model, ready to ``predict``, ``adapt`` or continue to ``learn``.
+        """
+        try:
+            data, params, pytorch_variables = load_from_zip_file(path, device=device, print_system_info=False)
+        except (ValueError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError) as error:
+            raise ModelFileError(
+                f"{path} is not a readable sb3-mlsh model ({error}). The file is truncated or corrupt: load an earlier "
+                "checkpoint, or save the model again."
+            ) from error
+        if not data or data.get("mlsh_format_version") is None:
+            raise ModelFileError(
+                f"{path} is not an sb3-mlsh model (no mlsh_format_version in it): it may be a model of another algorithm, "
+                "which its own class loads (e.g. stable_baselines3.PPO.load)."
+            )
+        if data["mlsh_format_version"] > FORMAT_VERSION:
+            raise ModelFileError(f"{path} was saved by a newer sb3-mlsh (format {data['mlsh_format_version']}); upgrade sb3-mlsh.")
+        init_kwargs = {**data["init_kwargs"], **kwargs}
+        model = cls(data["policy_name"], task_sampler if task_sampler is not None else data["task_sampler"], device=device, **init_kwargs)
+        if len(params) and f"master{model.task_groups - 1}" not in params:
+            raise ModelFileError(f"{path} has fewer master groups than task_groups={model.task_groups}; keep task_groups as saved.")
+        model.set_parameters(params, exact_match=True, device=device)
+        model.num_timesteps = data["num_timesteps"]
+        model.iteration = data["iteration"]
+        model.trainer.load_state_dict(data["trainer"])
+        model.collector.rng.bit_generator.state = data["collector_rng"]
+        model.subpolicy_learner._n_updates, *master_updates = data["learner_updates"]
+        for master, n_updates in zip(model.masters, master_updates):
+            master._n_updates = n_updates
+        if pytorch_variables and "torch_rng_state" in pytorch_variables:
+            th.set_rng_state(pytorch_variables["torch_rng_state"].cpu())
+        return model
+
+
+def _select_envs(buffer: RolloutBuffer, env_indices: np.ndarray) -> RolloutBuffer:
+    """
+    :param buffer: A filled buffer with computed advantages.
+    :param env_indices: The env columns to keep.
+    :return: A copy holding only those envs (the sub-policies learn only from joint-phase groups).
+    """
+    selected = copy.copy(buffer)
+    for name in ("actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages"):
+        setattr(selected, name, getattr(buffer, name)[:, env_indices].copy())
+    if isinstance(buffer.observations, dict):
+        selected.observations = {key: value[:, env_indices].copy() for key, value in buffer.observations.items()}
+    else:
+        selected.observations = buffer.observations[:, env_indices].copy()
+    selected.n_envs = len(env_indices)
+    selected.generator_ready = False
+    return selected

@@ -1,0 +1,349 @@
+"""The sub-policy bank: K independent actor-critic networks evaluated in one batched forward pass."""
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution, Distribution
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim, preprocess_obs
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+__all__ = [
+    "SUBPOLICY_KEY",
+    "MlpPolicy",
+    "MultiInputPolicy",
+    "SubPolicyBankPolicy",
+    "SubPolicyOptimizer",
+    "subpolicy_observation_space",
+]
+
+#: Key of the one-hot master choice in Dict observations of the sub-policy learner.
+SUBPOLICY_KEY = "subpolicy"
+
+
+def subpolicy_observation_space(observation_space: spaces.Space, n_subpolicies: int) -> spaces.Space:
+    """
+    The observation space of the sub-policy learner: the env observation plus the one-hot master choice.
+
+    :param observation_space: The env's observation space (``Box`` or ``Dict``).
+    :param n_subpolicies: Number of sub-policies K.
+    :return: ``Box(flat_obs_dim + K)`` for a Box, the Dict plus a ``"subpolicy"`` key for a Dict.
+    """
+    one_hot = spaces.Box(0.0, 1.0, shape=(n_subpolicies,), dtype=np.float32)
+    if isinstance(observation_space, spaces.Dict):
+        if SUBPOLICY_KEY in observation_space.spaces:
+            raise ValueError(f"The env's Dict observation already has a key {SUBPOLICY_KEY!r}, which MLSH reserves; rename it.")
+        return spaces.Dict({**observation_space.spaces, SUBPOLICY_KEY: one_hot})
+    if isinstance(observation_space, spaces.Box):
+        low = np.concatenate([observation_space.low.reshape(-1), one_hot.low]).astype(np.float32)
+        high = np.concatenate([observation_space.high.reshape(-1), one_hot.high]).astype(np.float32)
+        return spaces.Box(low, high, dtype=np.float32)
+    raise TypeError(f"Unsupported observation space {observation_space}: MLSH supports Box and Dict observations.")
+
+
+class _MLPBank(nn.Module):
+    """
+    K independent MLPs of the same shape, applied to a batch at once with one batched matmul per layer.
+    Each network's weights and biases live in one flat parameter vector of its own, so that each sub-policy
+    has its own optimizer at the cost of a single tensor.
+
+    :param n_banks: Number of independent networks K.
+    :param sizes: Layer sizes, input first.
+    :param activation_fn: Activation between layers.
+    :param output_gain: Orthogonal-init gain of the last layer.
+    :param ortho_init: Use SB3's orthogonal initialisation (hidden gain sqrt(2)).
+    """
+
+    def __init__(
+        self, n_banks: int, sizes: list[int], activation_fn: type[nn.Module], output_gain: float, ortho_init: bool = True
+    ) -> None:
+        super().__init__()
+        self.n_banks = n_banks
+        self.activation = activation_fn()
+        self.layers: list[tuple[int, int, int]] = []  # (offset, n_in, n_out); the bias follows the weight
+        offset = 0
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            self.layers.append((offset, n_in, n_out))
+            offset += n_in * n_out + n_out
+        self.flat = nn.ParameterList()
+        for _ in range(n_banks):
+            vector = th.empty(offset)
+            for index, (start, n_in, n_out) in enumerate(self.layers):
+                linear = nn.Linear(n_in, n_out)
+                if ortho_init:
+                    gain = output_gain if index == len(self.layers) - 1 else np.sqrt(2)
+                    nn.init.orthogonal_(linear.weight, gain=gain)
+                    nn.init.zeros_(linear.bias)
+                vector[start : start + n_in * n_out] = linear.weight.detach().t().reshape(-1)
+                vector[start + n_in * n_out : start + n_in * n_out + n_out] = linear.bias.detach()
+            self.flat.append(nn.Parameter(vector))
+
+    def forward(self, features: th.Tensor) -> th.Tensor:
+        """
+        :param features: Inputs of shape (batch, n_in), shared by all networks.
+        :return: Outputs of every network, shape (K, batch, n_out).
+        """
+        theta = th.stack(list(self.flat))
+        hidden = features.unsqueeze(0).expand(self.n_banks, *features.shape)
+        for index, (start, n_in, n_out) in enumerate(self.layers):
+            weight = theta[:, start : start + n_in * n_out].view(self.n_banks, n_in, n_out)
+            bias = theta[:, start + n_in * n_out : start + n_in * n_out + n_out].unsqueeze(1)
+            hidden = th.baddbmm(bias, hidden, weight)
+            if index < len(self.layers) - 1:
+                hidden = self.activation(hidden)
+        return hidden
+
+
+class SubPolicyOptimizer:
+    """
+    One optimizer per sub-policy, stepped only for the sub-policies present in the last minibatch, with the
+    gradient norm clipped per sub-policy. A sub-policy with no samples is then left bit-for-bit unchanged
+    (a shared Adam would still move it through its momentum), exactly as with K separate policies.
+
+    :param parameter_groups: The parameters of each sub-policy.
+    :param active: Returns which sub-policies were present in the last minibatch (bool array of length K).
+    :param optimizer_class: The optimizer of each sub-policy.
+    :param lr: Initial learning rate.
+    :param max_grad_norm: Gradient-norm clip of each sub-policy.
+    :param optimizer_kwargs: Passed on to ``optimizer_class``.
+    """
+
+    def __init__(
+        self,
+        parameter_groups: list[list[nn.Parameter]],
+        active: Callable[[], np.ndarray],
+        optimizer_class: type[th.optim.Optimizer],
+        lr: float,
+        max_grad_norm: float,
+        **optimizer_kwargs: Any,
+    ) -> None:
+        self.parameter_groups = parameter_groups
+        self.active = active
+        self.max_grad_norm = max_grad_norm
+        self.optimizers = [optimizer_class(params, lr=lr, **optimizer_kwargs) for params in parameter_groups]
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        # SB3's learning-rate schedule writes "lr" into these dicts.
+        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for index in np.flatnonzero(self.active()):
+            if np.isfinite(self.max_grad_norm):
+                th.nn.utils.clip_grad_norm_(self.parameter_groups[index], self.max_grad_norm)
+            self.optimizers[index].step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"subpolicies": [optimizer.state_dict() for optimizer in self.optimizers]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if len(state_dict["subpolicies"]) != len(self.optimizers):
+            raise ValueError(
+                f"Optimizer state for {len(state_dict['subpolicies'])} sub-policies cannot be loaded into {len(self.optimizers)}."
+            )
+        for optimizer, state in zip(self.optimizers, state_dict["subpolicies"]):
+            optimizer.load_state_dict(state)
+
+
+class SubPolicyBankPolicy(BasePolicy):
+    """
+    The policy of the sub-policy learner: a bank of K independent actor-critics (hidden layers, action head,
+    value head and, for Box actions, the Gaussian log-std). The one-hot master choice in the observation selects
+    which network acts; all K are evaluated in one batched forward, and gradients reach only the selected one.
+
+    :param observation_space: The sub-policy observation space (see :func:`subpolicy_observation_space`).
+    :param action_space: ``Discrete`` or ``Box``.
+    :param lr_schedule: Learning-rate schedule.
+    :param n_subpolicies: Number of sub-policies K.
+    :param net_arch: Hidden sizes; a list (same for actor and critic) or ``dict(pi=[...], vf=[...])``.
+    :param activation_fn: Activation function.
+    :param ortho_init: Orthogonal initialisation as in SB3's ``ActorCriticPolicy``.
+    :param log_std_init: Initial log-std of Gaussian actions.
+    :param max_grad_norm: Gradient-norm clip, applied per sub-policy.
+    :param use_sde: Not supported (must be False); accepted for SB3 compatibility.
+    :param normalize_images: Divide image observations by 255.
+    :param optimizer_class: Optimizer of each sub-policy.
+    :param optimizer_kwargs: Its keyword arguments.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        n_subpolicies: int = 2,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.Tanh,
+        ortho_init: bool = True,
+        log_std_init: float = 0.0,
+        max_grad_norm: float = 0.5,
+        use_sde: bool = False,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if use_sde:
+            raise ValueError("gSDE is not supported by the MLSH sub-policy bank; use use_sde=False.")
+        if optimizer_kwargs is None:
+            optimizer_kwargs = {}
+            if optimizer_class == th.optim.Adam:
+                optimizer_kwargs["eps"] = 1e-5
+        super().__init__(
+            observation_space,
+            action_space,
+            normalize_images=normalize_images,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+        )
+        if net_arch is None:
+            net_arch = [64, 64]
+        self.net_arch = net_arch
+        self.n_subpolicies = n_subpolicies
+        self.activation_fn = activation_fn
+        self.ortho_init = ortho_init
+        self.log_std_init = log_std_init
+        self.max_grad_norm = max_grad_norm
+        self.env_observation_space = self._env_space()
+        self.features_dim = get_flattened_obs_dim(self.env_observation_space)
+        self._active = np.zeros(n_subpolicies, dtype=bool)
+        self._build(lr_schedule)
+
+    def _env_space(self) -> spaces.Space:
+        if isinstance(self.observation_space, spaces.Dict):
+            return spaces.Dict({key: space for key, space in self.observation_space.spaces.items() if key != SUBPOLICY_KEY})
+        assert isinstance(self.observation_space, spaces.Box)
+        size = self.observation_space.shape[0] - self.n_subpolicies
+        return spaces.Box(self.observation_space.low[:size], self.observation_space.high[:size], dtype=np.float32)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        pi_arch, vf_arch = (
+            (self.net_arch["pi"], self.net_arch["vf"]) if isinstance(self.net_arch, dict) else (self.net_arch, self.net_arch)
+        )
+        if isinstance(self.action_space, spaces.Discrete):
+            self.action_dist: Distribution = CategoricalDistribution(int(self.action_space.n))
+            n_action_outputs = int(self.action_space.n)
+        elif isinstance(self.action_space, spaces.Box):
+            self.action_dist = DiagGaussianDistribution(int(np.prod(self.action_space.shape)))
+            n_action_outputs = int(np.prod(self.action_space.shape))
+        else:
+            raise TypeError(f"Unsupported action space {self.action_space}: the sub-policy bank supports Discrete and Box.")
+        self.actor = _MLPBank(self.n_subpolicies, [self.features_dim, *pi_arch, n_action_outputs], self.activation_fn, 0.01, self.ortho_init)
+        self.critic = _MLPBank(self.n_subpolicies, [self.features_dim, *vf_arch, 1], self.activation_fn, 1.0, self.ortho_init)
+        self.log_stds = nn.ParameterList()
+        if isinstance(self.action_dist, DiagGaussianDistribution):
+            for _ in range(self.n_subpolicies):
+                self.log_stds.append(nn.Parameter(th.full((n_action_outputs,), float(self.log_std_init))))
+        self.optimizer = SubPolicyOptimizer(  # type: ignore[assignment]
+            [self.subpolicy_parameters(k) for k in range(self.n_subpolicies)],
+            active=lambda: self._active,
+            optimizer_class=self.optimizer_class,
+            lr=lr_schedule(1),
+            max_grad_norm=self.max_grad_norm,
+            **self.optimizer_kwargs,
+        )
+
+    def subpolicy_parameters(self, index: int) -> list[nn.Parameter]:
+        """
+        :param index: Which sub-policy.
+        :return: All parameters of that sub-policy (actor, critic, log-std).
+        """
+        params = [self.actor.flat[index], self.critic.flat[index]]
+        if len(self.log_stds) > 0:
+            params.append(self.log_stds[index])
+        return params
+
+    @property
+    def log_std(self) -> th.Tensor:
+        if len(self.log_stds) == 0:
+            raise AttributeError("Discrete actions have no log-std.")
+        return th.stack(list(self.log_stds))
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            n_subpolicies=self.n_subpolicies,
+            net_arch=self.net_arch,
+            activation_fn=self.activation_fn,
+            ortho_init=self.ortho_init,
+            log_std_init=self.log_std_init,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return data
+
+    def split_observation(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
+        """
+        :param obs: A batch of sub-policy observations.
+        :return: The flattened env-observation features and the index of the active sub-policy of each sample.
+        """
+        obs = preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
+        if isinstance(obs, dict):
+            one_hot = obs[SUBPOLICY_KEY]
+            features = th.cat([obs[key].flatten(1) for key in self.env_observation_space.spaces], dim=1)
+        else:
+            one_hot = obs[:, -self.n_subpolicies :]
+            features = obs[:, : -self.n_subpolicies]
+        return features, one_hot.argmax(dim=1)
+
+    def _distribution(self, features: th.Tensor, index: th.Tensor) -> Distribution:
+        rows = th.arange(features.shape[0], device=features.device)
+        action_outputs = self.actor(features)[index, rows]
+        if isinstance(self.action_dist, DiagGaussianDistribution):
+            return self.action_dist.proba_distribution(action_outputs, self.log_std[index])
+        return self.action_dist.proba_distribution(action_logits=action_outputs)
+
+    def all_values(self, obs: PyTorchObs) -> th.Tensor:
+        """
+        :param obs: A batch of sub-policy observations (the one-hot part is ignored).
+        :return: The value of every sub-policy for every sample, shape (K, batch).
+        """
+        features, _ = self.split_observation(obs)
+        return self.critic(features).squeeze(-1)
+
+    def act(self, obs: PyTorchObs, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """
+        One batched forward for rollouts.
+
+        :param obs: A batch of sub-policy observations.
+        :param deterministic: Take the mode of each distribution.
+        :return: Actions, values of the active sub-policies, log-probabilities, and the values of all K (K, batch).
+        """
+        features, index = self.split_observation(obs)
+        distribution = self._distribution(features, index)
+        actions = distribution.get_actions(deterministic=deterministic)
+        all_values = self.critic(features).squeeze(-1)
+        values = all_values[index, th.arange(features.shape[0], device=features.device)]
+        return actions, values.unsqueeze(-1), distribution.log_prob(actions), all_values
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        actions, values, log_prob, _ = self.act(obs, deterministic)
+        return actions, values, log_prob
+
+    def evaluate_actions(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        features, index = self.split_observation(obs)
+        self._active = (th.bincount(index, minlength=self.n_subpolicies) > 0).cpu().numpy()
+        distribution = self._distribution(features, index)
+        values = self.critic(features).squeeze(-1)[index, th.arange(features.shape[0], device=features.device)]
+        return values.unsqueeze(-1), distribution.log_prob(actions), distribution.entropy()
+
+    def get_distribution(self, obs: PyTorchObs) -> Distribution:
+        return self._distribution(*self.split_observation(obs))
+
+    def predict_values(self, obs: PyTorchObs) -> th.Tensor:
+        features, index = self.split_observation(obs)
+        return self.critic(features).squeeze(-1)[index, th.arange(features.shape[0], device=features.device)].unsqueeze(-1)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self.get_distribution(observation).get_actions(deterministic=deterministic)
+
+
+#: Policy aliases: the sub-policy learner's bank reads flat (Box) or Dict observations.
+MlpPolicy = SubPolicyBankPolicy
+MultiInputPolicy = SubPolicyBankPolicy

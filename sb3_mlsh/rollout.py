@@ -1,0 +1,387 @@
+"""Two-level rollout collection: one pass over a VecEnv fills the sub-policy buffer and the masters' buffers."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_mlsh.policies import SUBPOLICY_KEY, SubPolicyBankPolicy
+
+__all__ = ["MacroStepLog", "RolloutResult", "TwoLevelCollector", "NonFiniteError"]
+
+Obs = np.ndarray | dict[str, np.ndarray]
+
+
+class NonFiniteError(ValueError):
+    """Raised when an env returns NaN or inf in an observation or a reward."""
+
+
+def _index_obs(obs: Obs, index: np.ndarray | slice) -> Obs:
+    if isinstance(obs, dict):
+        return {key: value[index] for key, value in obs.items()}
+    return obs[index]
+
+
+def _concat_obs(batches: list[Obs]) -> Obs:
+    if isinstance(batches[0], dict):
+        return {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]}
+    return np.concatenate(batches)
+
+
+def _all_finite(obs: Obs) -> bool:
+    values = obs.values() if isinstance(obs, dict) else [obs]
+    return all(np.isfinite(value).all() for value in values if np.issubdtype(np.asarray(value).dtype, np.floating))
+
+
+@dataclass
+class MacroStepLog:
+    """
+    The master's macro-steps of one group in one rollout, in the order they were decided.
+
+    :param env_index: Env of each macro-step.
+    :param start: Primitive step (within the rollout) at which it began.
+    :param length: Number of primitive steps it lasted.
+    :param subpolicy: The sub-policy the master chose.
+    :param reward: Sum of its primitive rewards (raw, without any bootstrap).
+    :param episode_end: Whether it ended with the episode (terminated or truncated).
+    """
+
+    env_index: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
+    subpolicy: np.ndarray
+    reward: np.ndarray
+    episode_end: np.ndarray
+
+
+@dataclass
+class RolloutResult:
+    """
+    What one rollout collected, besides the buffers.
+
+    :param continue_training: False when a callback asked to stop.
+    :param env_reward_sum: Sum of the rewards returned by the envs.
+    :param subpolicy_reward_sum: Sum of the rewards in the sub-policy buffer, less the bootstrap values added to them.
+    :param master_buffers: The filled buffer of each group's master.
+    :param macro_steps: The macro-step log of each group.
+    :param subpolicy_counts: Primitive steps taken by each sub-policy.
+    :param episode_returns: Returns of the episodes that ended in this rollout (needs a Monitor wrapper).
+    """
+
+    continue_training: bool
+    env_reward_sum: float = 0.0
+    subpolicy_reward_sum: float = 0.0
+    master_buffers: list[RolloutBuffer] = field(default_factory=list)
+    macro_steps: list[MacroStepLog] = field(default_factory=list)
+    subpolicy_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    episode_returns: list[float] = field(default_factory=list)
+
+    master_bootstrap_sum: float = 0.0
+
+    @property
+    def master_reward_sum(self) -> float:
+        """Sum of the rewards in the masters' buffers, less the bootstrap values added to them."""
+        return float(sum(buffer.rewards.sum() for buffer in self.master_buffers)) - self.master_bootstrap_sum
+
+
+class _MasterRecorder:
+    """Records the macro-steps of one group while the rollout runs; builds the master's buffer at the end."""
+
+    def __init__(self, env_indices: np.ndarray, capacity: int) -> None:
+        self.env_indices = env_indices
+        self.obs: list[Obs] = []
+        self.actions: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self.log_probs: list[np.ndarray] = []
+        self.env_index = np.zeros(capacity, dtype=np.int64)
+        self.start = np.zeros(capacity, dtype=np.int64)
+        self.length = np.zeros(capacity, dtype=np.int64)
+        self.reward = np.zeros(capacity, dtype=np.float64)
+        # gamma * V(next observation) for a macro-step cut by a time limit or by the end of the rollout
+        self.bootstrap = np.zeros(capacity, dtype=np.float64)
+        self.episode_end = np.zeros(capacity, dtype=bool)
+        self.size = 0
+
+    def open(self, env_index: np.ndarray, step: int, obs: Obs, actions: np.ndarray, values: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
+        ids = np.arange(self.size, self.size + len(env_index))
+        self.size += len(env_index)
+        self.env_index[ids] = env_index
+        self.start[ids] = step
+        self.obs.append(obs)
+        self.actions.append(actions)
+        self.values.append(values)
+        self.log_probs.append(log_probs)
+        return ids
+
+    def log(self) -> MacroStepLog:
+        n = self.size
+        return MacroStepLog(
+            env_index=self.env_index[:n].copy(),
+            start=self.start[:n].copy(),
+            length=self.length[:n].copy(),
+            subpolicy=np.concatenate(self.actions).astype(np.int64) if n else np.zeros(0, dtype=np.int64),
+            reward=self.reward[:n].copy(),
+            episode_end=self.episode_end[:n].copy(),
+        )
+
+    def build_buffer(self, master: PPO) -> RolloutBuffer:
+        """
+        Lay out each env's chain of macro-steps one after the other in a single-column SB3 buffer; a chain's
+        boundary is marked as an episode start and its last macro-step is bootstrapped through its reward
+        (as SB3 does for time limits), so that SB3's own GAE computes exact per-chain advantages.
+        """
+        n = self.size
+        order = np.argsort(self.env_index[:n], kind="stable")
+        obs = _index_obs(_concat_obs(self.obs), order)
+        env_index = self.env_index[:n][order]
+        chain_start = np.ones(n, dtype=bool)
+        chain_start[1:] = env_index[1:] != env_index[:-1]
+        after_episode_end = np.zeros(n, dtype=bool)
+        after_episode_end[1:] = self.episode_end[:n][order][:-1]
+        buffer_class = DictRolloutBuffer if isinstance(master.observation_space, spaces.Dict) else RolloutBuffer
+        buffer = buffer_class(
+            n, master.observation_space, master.action_space, device=master.device, gamma=master.gamma, gae_lambda=master.gae_lambda, n_envs=1
+        )
+        if isinstance(obs, dict):
+            for key, value in obs.items():
+                buffer.observations[key][:, 0] = value.reshape(buffer.observations[key][:, 0].shape)
+        else:
+            buffer.observations[:, 0] = obs.reshape(buffer.observations[:, 0].shape)
+        buffer.actions[:, 0, 0] = np.concatenate(self.actions)[order]
+        buffer.rewards[:, 0] = (self.reward[:n] + self.bootstrap[:n])[order]
+        buffer.episode_starts[:, 0] = chain_start | after_episode_end
+        buffer.values[:, 0] = np.concatenate(self.values)[order]
+        buffer.log_probs[:, 0] = np.concatenate(self.log_probs)[order]
+        buffer.pos, buffer.full = n, True
+        buffer.compute_returns_and_advantage(last_values=th.zeros(1), dones=np.ones(1))
+        return buffer
+
+
+class TwoLevelCollector:
+    """
+    Collects one MLSH rollout over a VecEnv. Per primitive step: one forward of the sub-policy bank for all envs,
+    and one forward of each group's master for just its envs whose macro-step begins.
+
+    Semantics:
+
+    - A macro-step ends after ``macro_duration`` steps, when the episode ends, or at the end of the rollout,
+      whichever comes first; the master decides again at the next step of that env (envs do not wait for each other).
+    - Time-limit truncation is bootstrapped by each learner with its own value of the final observation;
+      termination is not.
+    - When the master switches an env from sub-policy i to j, step t-1 of sub-policy i is cut from step t and
+      bootstrapped with sub-policy i's own value of the observation at t: no advantage crosses into another
+      sub-policy's value. A macro-step boundary that keeps the same sub-policy is not a cut.
+
+    :param env: The VecEnv.
+    :param subpolicy_learner: The PPO learner whose policy is a :class:`SubPolicyBankPolicy`.
+    :param n_subpolicies: Number of sub-policies K.
+    :param macro_duration: Primitive steps per macro-step N.
+    :param master_epsilon: Probability that a master choice is replaced by a uniformly random sub-policy
+        (the original's exploration; the replaced choice is what the master learns from).
+    :param check_finite: Raise :class:`NonFiniteError` on NaN/inf observations or rewards.
+    """
+
+    def __init__(
+        self,
+        env: VecEnv,
+        subpolicy_learner: PPO,
+        n_subpolicies: int,
+        macro_duration: int,
+        master_epsilon: float = 0.0,
+        check_finite: bool = True,
+    ) -> None:
+        self.env = env
+        self.subpolicy_learner = subpolicy_learner
+        self.n_subpolicies = n_subpolicies
+        self.macro_duration = macro_duration
+        self.master_epsilon = master_epsilon
+        self.check_finite = check_finite
+        self.rng = np.random.default_rng()
+        self.dict_obs = isinstance(env.observation_space, spaces.Dict)
+        self._eye = np.eye(n_subpolicies, dtype=np.float32)
+
+    def subpolicy_obs(self, obs: Obs, subpolicy: np.ndarray) -> Obs:
+        """
+        :param obs: A batch of env observations.
+        :param subpolicy: The active sub-policy of each.
+        :return: The batch as the sub-policy learner sees it.
+        """
+        one_hot = self._eye[subpolicy]
+        if isinstance(obs, dict):
+            return {**obs, SUBPOLICY_KEY: one_hot}
+        return np.concatenate([obs.reshape(len(subpolicy), -1).astype(np.float32, copy=False), one_hot], axis=1)
+
+    def _master_act(self, master: PPO, obs: Obs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        obs_tensor = obs_as_tensor(obs, master.device)
+        distribution = master.policy.get_distribution(obs_tensor)
+        actions = distribution.get_actions()
+        if self.master_epsilon > 0:
+            explore = th.as_tensor(self.rng.random(len(actions)) < self.master_epsilon, device=actions.device)
+            random_actions = th.as_tensor(self.rng.integers(self.n_subpolicies, size=len(actions)), device=actions.device)
+            actions = th.where(explore, random_actions, actions)
+        log_probs = distribution.log_prob(actions)
+        values = master.policy.predict_values(obs_tensor).flatten()
+        return actions.cpu().numpy(), values.cpu().numpy(), log_probs.cpu().numpy()
+
+    def _master_values(self, master: PPO, obs: Obs) -> np.ndarray:
+        return master.policy.predict_values(obs_as_tensor(obs, master.device)).flatten().cpu().numpy()
+
+    def _raise_non_finite(self, what: str, step: int, env_index: int) -> None:
+        raise NonFiniteError(
+            f"Env {env_index} returned a non-finite {what} (NaN or inf) at rollout step {step}. MLSH cannot learn from it: "
+            "fix the env, or clip/sanitise its outputs with a wrapper (e.g. gymnasium.wrappers.TransformReward)."
+        )
+
+    def collect(
+        self,
+        n_steps: int,
+        groups: list[tuple[np.ndarray, PPO]],
+        last_obs: Obs,
+        last_episode_starts: np.ndarray,
+        callback: BaseCallback,
+        algorithm: Any,
+        deterministic: bool = False,
+    ) -> tuple[RolloutResult, Obs, np.ndarray]:
+        """
+        :param n_steps: Primitive steps per env (D).
+        :param groups: ``(env indices, master)`` of each task group.
+        :param last_obs: Current observations of all envs.
+        :param last_episode_starts: Whether each current observation is the first of an episode.
+        :param callback: SB3 callback, called at every primitive step.
+        :param algorithm: The MLSH model (its ``num_timesteps`` and info buffer are updated).
+        :param deterministic: Act with the mode of the sub-policies (the masters always sample).
+        :return: The result, the new last observations and episode starts.
+        """
+        env = self.env
+        n_envs = env.num_envs
+        sub = self.subpolicy_learner
+        policy: SubPolicyBankPolicy = sub.policy  # type: ignore[assignment]
+        buffer = sub.rollout_buffer
+        buffer.reset()
+        policy.set_training_mode(False)
+        for _, master in groups:
+            master.policy.set_training_mode(False)
+        group_of_env = np.zeros(n_envs, dtype=np.int64)
+        for g, (env_indices, _) in enumerate(groups):
+            group_of_env[env_indices] = g
+        recorders = [_MasterRecorder(env_indices, len(env_indices) * n_steps) for env_indices, _ in groups]
+        open_ids = np.full(n_envs, -1, dtype=np.int64)
+        macro_left = np.zeros(n_envs, dtype=np.int64)
+        subpolicy = np.zeros(n_envs, dtype=np.int64)
+        previous_subpolicy = np.zeros(n_envs, dtype=np.int64)
+        counts = np.zeros(self.n_subpolicies, dtype=np.int64)
+        result = RolloutResult(continue_training=True)
+        obs, episode_starts = last_obs, last_episode_starts
+        gamma_sub = sub.gamma
+        subpolicy_bootstrap_sum = 0.0
+        callback.on_rollout_start()
+
+        for step in range(n_steps):
+            deciding = np.flatnonzero(macro_left == 0)
+            if len(deciding):
+                for g, (_, master) in enumerate(groups):
+                    envs = deciding[group_of_env[deciding] == g]
+                    if len(envs) == 0:
+                        continue
+                    group_obs = _index_obs(obs, envs)
+                    with th.no_grad():
+                        actions, values, log_probs = self._master_act(master, group_obs)
+                    open_ids[envs] = recorders[g].open(envs, step, group_obs, actions, values, log_probs)
+                    subpolicy[envs] = actions
+                macro_left[deciding] = self.macro_duration
+
+            sub_obs = self.subpolicy_obs(obs, subpolicy)
+            with th.no_grad():
+                actions_t, values_t, log_probs_t, all_values_t = policy.act(obs_as_tensor(sub_obs, sub.device), deterministic)
+            actions = actions_t.cpu().numpy()
+
+            # A switch of sub-policy cuts the previous step from this one: bootstrap it with its own sub-policy's value.
+            switched = np.flatnonzero((subpolicy != previous_subpolicy) & ~episode_starts) if step > 0 else np.zeros(0, int)
+            if len(switched):
+                own_values = all_values_t[th.as_tensor(previous_subpolicy[switched]), th.as_tensor(switched)].cpu().numpy()
+                buffer.rewards[buffer.pos - 1, switched] += gamma_sub * own_values
+                subpolicy_bootstrap_sum += float(gamma_sub * own_values.sum())
+            buffer_episode_starts = episode_starts.copy()
+            buffer_episode_starts[switched] = True
+
+            clipped_actions = actions
+            if isinstance(sub.action_space, spaces.Box):
+                clipped_actions = np.clip(actions, sub.action_space.low, sub.action_space.high)
+            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            algorithm.num_timesteps += n_envs
+            if self.check_finite:
+                if not np.isfinite(rewards).all():
+                    self._raise_non_finite("reward", step, int(np.flatnonzero(~np.isfinite(rewards))[0]))
+                if not _all_finite(new_obs):
+                    self._raise_non_finite("observation", step, -1)
+            callback.update_locals(locals())
+            if not callback.on_step():
+                result.continue_training = False
+                return result, new_obs, dones
+            algorithm._update_info_buffer(infos, dones)
+            for env_index in np.flatnonzero(dones):
+                if "episode" in infos[env_index]:
+                    result.episode_returns.append(float(infos[env_index]["episode"]["r"]))
+
+            rewards = rewards.astype(np.float64)
+            result.env_reward_sum += float(rewards.sum())
+            counts += np.bincount(subpolicy, minlength=self.n_subpolicies)
+            for g, recorder in enumerate(recorders):
+                mine = recorder.env_indices
+                recorder.reward[open_ids[mine]] += rewards[mine]
+                recorder.length[open_ids[mine]] += 1
+
+            stored_rewards = rewards.copy()
+            for env_index in np.flatnonzero(dones):
+                if infos[env_index].get("TimeLimit.truncated", False) and infos[env_index].get("terminal_observation") is not None:
+                    terminal_obs = self._batch_of_one(infos[env_index]["terminal_observation"])
+                    g = group_of_env[env_index]
+                    with th.no_grad():
+                        terminal_sub_obs = obs_as_tensor(self.subpolicy_obs(terminal_obs, subpolicy[[env_index]]), sub.device)
+                        bootstrap = gamma_sub * policy.predict_values(terminal_sub_obs).item()
+                        stored_rewards[env_index] += bootstrap
+                        subpolicy_bootstrap_sum += bootstrap
+                        master = groups[g][1]
+                        recorders[g].bootstrap[open_ids[env_index]] = master.gamma * self._master_values(master, terminal_obs)[0]
+
+            buffer.add(sub_obs, actions, stored_rewards, buffer_episode_starts, values_t, log_probs_t)
+
+            macro_left -= 1
+            macro_left[dones] = 0
+            for g, recorder in enumerate(recorders):
+                mine = recorder.env_indices
+                recorder.episode_end[open_ids[mine]] = dones[mine]
+            previous_subpolicy = subpolicy.copy()
+            obs, episode_starts = new_obs, dones
+
+        # The rollout's end cuts every unfinished macro-step: bootstrap it with the master's value of the last observation.
+        for g, ((env_indices, master), recorder) in enumerate(zip(groups, recorders)):
+            unfinished = env_indices[macro_left[env_indices] > 0]
+            if len(unfinished):
+                with th.no_grad():
+                    values = self._master_values(master, _index_obs(obs, unfinished))
+                recorder.bootstrap[open_ids[unfinished]] = master.gamma * values
+            result.master_buffers.append(recorder.build_buffer(master))
+            result.master_bootstrap_sum += float(recorder.bootstrap[: recorder.size].sum())
+            result.macro_steps.append(recorder.log())
+
+        with th.no_grad():
+            last_values = policy.predict_values(obs_as_tensor(self.subpolicy_obs(obs, subpolicy), sub.device))
+        buffer.compute_returns_and_advantage(last_values=last_values, dones=episode_starts)
+        result.subpolicy_counts = counts
+        result.subpolicy_reward_sum = float(buffer.rewards.sum()) - subpolicy_bootstrap_sum
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return result, obs, episode_starts
+
+    def _batch_of_one(self, obs: Obs) -> Obs:
+        if isinstance(obs, dict):
+            return {key: np.asarray(value)[None] for key, value in obs.items()}
+        return np.asarray(obs)[None]

@@ -1,0 +1,346 @@
+"""The task families of ``mlsh_envs``: task protocol, spaces, splits, determinism, rewards, rendering."""
+
+import os
+import pickle
+import subprocess
+import sys
+import warnings
+
+import gymnasium as gym
+import mlsh_envs
+import mujoco
+import numpy as np
+import pytest
+from mlsh_envs import (
+    AntMazeEnv,
+    AntObstacleCourseEnv,
+    AntTwowalkEnv,
+    FourRoomsEnv,
+    HumanoidWalkCrawlEnv,
+    KeyDoorEnv,
+    evaluate_oracle,
+    evaluate_policy_fn,
+)
+from stable_baselines3.common.env_checker import check_env
+
+EPISODE_STEPS = {
+    "mlsh/KeyDoor-v0": 100,
+    "mlsh/FourRooms-v0": 100,
+    "mlsh/AntTwowalk-v0": 1000,
+    "mlsh/AntMaze-v0": 1000,
+    "mlsh/AntObstacleCourse-v0": 2000,
+    "mlsh/HumanoidWalkCrawl-v0": 1000,
+}
+ENV_IDS = tuple(EPISODE_STEPS)
+GRID_IDS = ("mlsh/KeyDoor-v0", "mlsh/FourRooms-v0")
+MUJOCO_IDS = ENV_IDS[2:]
+#: Families whose distribution has more than two tasks, so that train and test are disjoint subsets.
+SPLIT_IDS = ("mlsh/FourRooms-v0", "mlsh/AntMaze-v0", "mlsh/AntObstacleCourse-v0", "mlsh/HumanoidWalkCrawl-v0")
+#: Something that is not a task of the family.
+BAD_TASKS = {
+    "mlsh/KeyDoor-v0": [2, -1, "0"],
+    "mlsh/FourRooms-v0": [(0, 0), (7, 9, 1), 5, "a", (1.5, 1)],
+    "mlsh/AntTwowalk-v0": [2, (5, 0), None],
+    "mlsh/AntMaze-v0": [6, -1, True, 1.0],
+    "mlsh/AntObstacleCourse-v0": [6, -1, "1"],
+    "mlsh/HumanoidWalkCrawl-v0": [("walk", "crawl"), ("walk", "jump", "walk"), "walk", 3],
+}
+
+
+def _rollout(env: gym.Env, task, actions, seed: int = 0) -> tuple[float, np.ndarray]:
+    env.unwrapped.set_task(task)
+    obs, _ = env.reset(seed=seed)
+    total = 0.0
+    for action in actions:
+        obs, reward, terminated, _, _ = env.step(action)
+        total += float(reward)
+        assert not terminated
+    return total, obs
+
+
+def _actions(env: gym.Env, n: int, seed: int = 0) -> list:
+    env.action_space.seed(seed)
+    return [env.action_space.sample() for _ in range(n)]
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_registered(env_id):
+    assert env_id in mlsh_envs.ENV_IDS
+    env = gym.make(env_id)
+    assert env.spec.max_episode_steps == EPISODE_STEPS[env_id]
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_check_env(env_id):
+    env = gym.make(env_id).unwrapped
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*symmetric and normalized Box action space.*")
+        check_env(env)
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_task_protocol(env_id):
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    unwrapped = env.unwrapped
+    tasks = unwrapped.sample_tasks(50)
+    assert len(tasks) == 50
+    assert pickle.loads(pickle.dumps(tasks)) == tasks
+    distinct = sorted(set(tasks), key=repr)
+    assert len(distinct) >= 2
+    for task in distinct[:4]:
+        unwrapped.set_task(task)
+        obs, info = env.reset()
+        assert unwrapped.get_task() == task and info["task"] == task
+        assert obs in env.observation_space
+        obs, *_ = env.step(env.action_space.sample())
+        assert obs in env.observation_space
+    # set_task takes effect from the next reset only.
+    before = unwrapped.get_task()
+    unwrapped.set_task(distinct[0] if before != distinct[0] else distinct[1])
+    assert unwrapped.get_task() == before
+    env.reset()
+    assert unwrapped.get_task() != before
+    for bad in BAD_TASKS[env_id]:
+        with pytest.raises(ValueError, match="task is"):
+            unwrapped.set_task(bad)
+    with pytest.raises(ValueError, match="split"):
+        unwrapped.sample_tasks(1, split="validation")
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_spaces_do_not_depend_on_task(env_id):
+    first = gym.make(env_id)
+    first.reset(seed=0)
+    for task in sorted(set(first.unwrapped.sample_tasks(40)), key=repr):
+        env = gym.make(env_id)
+        env.unwrapped.set_task(task)
+        obs, _ = env.reset(seed=1)
+        assert env.observation_space == first.observation_space and env.action_space == first.action_space
+        assert obs.shape == first.observation_space.shape
+        env.close()
+    first.close()
+
+
+@pytest.mark.parametrize("env_id", SPLIT_IDS)
+def test_splits_are_disjoint(env_id):
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    sample = env.unwrapped.sample_tasks
+    train, test, every = set(sample(400, split="train")), set(sample(400, split="test")), set(sample(800))
+    assert train and test
+    assert not train & test
+    assert train | test == every
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_seeded_reset_is_deterministic(env_id):
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    task = env.unwrapped.sample_tasks(1)[0]
+    actions = _actions(env, 15)
+    runs = []
+    for _ in range(2):
+        env.unwrapped.set_task(task)
+        obs, _ = env.reset(seed=7)
+        trajectory = [obs]
+        for action in actions:
+            obs, reward, *_ = env.step(action)
+            trajectory.extend([obs, np.array([reward])])
+        runs.append(np.concatenate([np.ravel(x) for x in trajectory]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    env.close()
+
+
+def test_keydoor_tasks_differ_and_oracle():
+    env = gym.make("mlsh/KeyDoor-v0").unwrapped
+    env.set_task(0)
+    obs, _ = env.reset(seed=3)
+    assert obs.shape == (9,) and obs[-1] == 0.0
+    actions, total = [], 0.0
+    for _ in range(100):
+        actions.append(env.oracle_action(obs))
+        obs, reward, *_ = env.step(actions[-1])
+        total += reward
+    assert obs[-1] == 1.0 and total > 10
+    other, _ = _rollout(env, 1, actions, seed=3)
+    assert other != total
+    # No reward without the key: walk straight to the goal, avoiding the key.
+    env.set_task(0)
+    env.reset(seed=3)
+    env.key = np.array([-1000.0, -1000.0])
+    env.agent = env.goals[0].copy()
+    assert env.step(0)[1] == 0.0
+    env.has_key = True
+    assert env.step(0)[1] == 1.0
+
+
+def test_fourrooms_layout_tasks_differ_and_oracle():
+    env = gym.make("mlsh/FourRooms-v0").unwrapped
+    assert env.n_cells == 104 and env.observation_space.shape == (104,)
+    assert len(env.test_goals) == 21 and not set(env.test_goals) & set(env.train_goals)
+    obs, _ = env.reset(seed=0)
+    assert obs.sum() == 1.0 and env.cells[int(np.argmax(obs))] == FourRoomsEnv.START
+    goal_a, goal_b = (3, 9), (10, 3)
+    env.set_task(goal_a)
+    obs, _ = env.reset(seed=5)
+    actions, total = [], 0.0
+    for _ in range(100):
+        actions.append(env.oracle_action(obs))
+        obs, reward, *_ = env.step(actions[-1])
+        total += reward
+    other, _ = _rollout(env, goal_b, actions, seed=5)
+    assert total > 30 and other < total
+    # Slips: with slip_prob=0, moves are exact; into a wall the agent stays.
+    exact = FourRoomsEnv(slip_prob=0.0)
+    exact.reset(seed=0)
+    exact.step(3)  # right, from the hallway (7, 9) into the wall (7, 10)
+    assert exact.cells[exact.agent] == (7, 9)
+    exact.step(0)
+    assert exact.cells[exact.agent] == (6, 9)
+
+
+def test_oracles_beat_random():
+    for env_id in GRID_IDS:
+        oracle, _ = evaluate_oracle(env_id, n_episodes=10)
+        random, _ = evaluate_policy_fn(env_id, lambda env, obs: env.action_space.sample(), n_episodes=10)
+        assert oracle > random + 10, env_id
+
+
+def test_ant_twowalk_tasks_differ():
+    env = gym.make("mlsh/AntTwowalk-v0")
+    actions = _actions(env, 20)
+    returns = [_rollout(env, task, actions)[0] for task in (0, 1)]
+    assert returns[0] != returns[1] and max(returns) < 0
+    unwrapped = env.unwrapped
+    np.testing.assert_allclose(unwrapped.data.geom_xpos[unwrapped._marker_id][:2], (0.0, 5.0))
+    assert unwrapped.model.geom_contype[unwrapped._marker_id] == 0 == unwrapped.model.geom_conaffinity[unwrapped._marker_id]
+    assert env.observation_space.shape == (107,)
+    scaled = AntTwowalkEnv(distance_weight=1 / 3000, distance_exponent=0.5)
+    scaled.reset(seed=0)
+    assert -0.002 < scaled.step(np.zeros(8))[1] < 0
+
+
+def test_ant_maze_tasks_differ_and_blocks_collide():
+    env = gym.make("mlsh/AntMaze-v0")
+    actions = _actions(env, 20)
+    returns = [_rollout(env, task, actions)[0] for task in (1, 2)]
+    assert returns[0] != returns[1]
+    assert env.observation_space.shape == (107,)
+    maze = AntMazeEnv()
+    heights = []
+    for layout in (0, 3):  # layout 0 has a block in cell (1, 0), layout 3 not
+        maze.set_task(layout)
+        maze.reset(seed=0)
+        qpos = maze.data.qpos.copy()
+        qpos[:3] = (4.0, 0.0, 2.8)  # drop the Ant over cell (1, 0)
+        maze.set_state(qpos, np.zeros(maze.model.nv))
+        for _ in range(30):
+            maze.step(np.zeros(8))
+        heights.append(maze.data.qpos[2])
+    assert heights[0] > 2.0 > 1.0 > heights[1]
+
+
+def test_ant_obstacle_course_tasks_differ():
+    env = AntObstacleCourseEnv()
+    returns = []
+    for course in (0, 1):
+        env.set_task(course)
+        env.reset(seed=0)
+        qpos = env.data.qpos.copy()
+        qpos[:2] = (15.0, 15.0)  # 1.4 m from the goal of course 0, far from that of course 1
+        env.set_state(qpos, np.zeros(env.model.nv))
+        returns.append(sum(env.step(np.zeros(8))[1] for _ in range(10)))
+    assert returns == [10.0, 0.0]
+    assert env.observation_space.shape == (107,)
+
+
+def test_humanoid_walk_crawl_tasks_differ_and_ceilings():
+    env = gym.make("mlsh/HumanoidWalkCrawl-v0")
+    actions = [np.zeros(17)] * 200  # the Humanoid collapses: only a crawl segment pays for lying down
+    walk, _ = _rollout(env, ("walk", "crawl", "walk"), actions)
+    crawl, _ = _rollout(env, ("crawl", "walk", "walk"), actions)
+    assert crawl > walk
+    unwrapped: HumanoidWalkCrawlEnv = env.unwrapped
+    assert env.observation_space.shape == (350,)
+    assert unwrapped.segment_at(-5.0) == 0 and unwrapped.segment_at(6.0) == 1 and unwrapped.segment_at(99.0) == 2
+    # A standing Humanoid moved under the ceiling of the crawl segment touches it; on an open segment not.
+    ceilings = set(unwrapped._ceiling_ids.tolist())
+    for x, touches in ((7.0, True), (3.0, False)):
+        unwrapped.set_task(("walk", "crawl", "walk"))
+        env.reset(seed=0)
+        qpos = unwrapped.data.qpos.copy()
+        qpos[0] = x
+        unwrapped.set_state(qpos, np.zeros(unwrapped.model.nv))
+        contacts = unwrapped.data.contact
+        bodies = unwrapped.model.geom_bodyid
+        touched = any(
+            {int(bodies[g1]), int(bodies[g2])} & ceilings for g1, g2 in zip(contacts.geom1, contacts.geom2, strict=True)
+        )
+        assert touched == touches
+
+
+@pytest.mark.parametrize("env_id", GRID_IDS)
+def test_render_grid(env_id):
+    env = gym.make(env_id, render_mode="rgb_array")
+    env.reset(seed=0)
+    image = env.render()
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+
+
+_RENDER_SCRIPT = """
+import gymnasium as gym, mlsh_envs
+env = gym.make({env_id!r}, render_mode="rgb_array", width=64, height=64)
+env.reset(seed=0)
+image = env.render()
+assert image.shape == (64, 64, 3) and image.std() > 0, image.shape
+print("rendered")
+"""
+
+
+@pytest.mark.parametrize("env_id", MUJOCO_IDS)
+def test_render_mujoco(env_id):
+    # Rendering needs an offscreen GL backend (MUJOCO_GL=egl, or osmesa); it is chosen when mujoco is imported,
+    # so try it in a fresh interpreter and skip where none works.
+    backends = [os.environ["MUJOCO_GL"]] if os.environ.get("MUJOCO_GL") else ["egl", "osmesa"]
+    errors = []
+    for backend in backends:
+        result = subprocess.run(
+            [sys.executable, "-c", _RENDER_SCRIPT.format(env_id=env_id)],
+            env={**os.environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": backend},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode == 0 and "rendered" in result.stdout:
+            return
+        errors.append(f"MUJOCO_GL={backend}: {result.stderr.strip().splitlines()[-1:] or result.returncode}")
+    pytest.skip(f"No offscreen GL backend works here (install libegl1 or libosmesa6): {errors}")
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_task_sampler(env_id):
+    for split in ("train", "test"):
+        sampler = mlsh_envs.make_task_sampler(env_id, split=split, seed=0)
+        tasks = sampler.sample(3)
+        assert tasks == mlsh_envs.make_task_sampler(env_id, split=split, seed=0).sample(3)
+        env = sampler.make_env()
+        env.unwrapped.set_task(tasks[0])
+        env.reset(seed=0)
+        env.close()
+        sampler.close()
+
+
+def test_models_are_built_once():
+    # Tasks move geoms through model arrays: switching tasks keeps the very same compiled model.
+    for cls in (AntMazeEnv, AntObstacleCourseEnv, KeyDoorEnv):
+        env = cls()
+        model = getattr(env, "model", None)
+        for task in range(2):
+            env.set_task(task)
+            env.reset(seed=task)
+        assert getattr(env, "model", None) is model
+    assert isinstance(AntMazeEnv().model, mujoco.MjModel)
