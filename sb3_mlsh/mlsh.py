@@ -358,6 +358,9 @@ class MLSH(BaseAlgorithm):
         tb_log_name: str = "run",
         progress_bar: bool = False,
     ) -> tuple[int, BaseCallback]:
+        if reset_num_timesteps:
+            self.iteration = 0
+            self.iteration_log = []
         if reset_num_timesteps or self._last_obs is None:
             self.trainer.start()
         total_timesteps, callback = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
@@ -498,7 +501,6 @@ class MLSH(BaseAlgorithm):
             self._reset_master(group.master)
             group.task = None
         self._last_obs = None
-        self.iteration_log = []
         return self.learn(total_timesteps, callback=callback, log_interval=log_interval, tb_log_name="MLSH_adapt",
                           reset_num_timesteps=True, progress_bar=progress_bar)
 
@@ -507,6 +509,7 @@ class MLSH(BaseAlgorithm):
         self.trainer.fix_task(None, None)  # type: ignore[arg-type]
         self.trainer.fixed_phase = None
         for group in self.trainer.groups:
+            self._reset_master(group.master)
             group.task = None
             group.tasks_started = 0
         self._last_obs = None
@@ -641,9 +644,12 @@ class MLSH(BaseAlgorithm):
         if path.suffix == "":
             path = path.with_suffix(".zip")
         path.parent.mkdir(parents=True, exist_ok=True)
+        archive = io.BytesIO()
+        save_to_zip_file(archive, data=data, params=self.get_parameters(), pytorch_variables=pytorch_variables)
+        # Write beside the target, then rename over it: a crash never leaves a half-written file in its place.
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
             try:
-                save_to_zip_file(tmp, data=data, params=self.get_parameters(), pytorch_variables=pytorch_variables)
+                tmp.write(archive.getvalue())
                 tmp.flush()
                 os.fsync(tmp.fileno())
             except BaseException:

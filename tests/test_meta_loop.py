@@ -1,0 +1,146 @@
+"""The meta-loop: who learns when, master resets, exact W and U, task groups, determinism."""
+
+import numpy as np
+import pytest
+import torch as th
+from toy_envs import make_toy
+
+from sb3_mlsh import MLSH
+
+
+def subpolicy_vectors(model: MLSH) -> list[th.Tensor]:
+    policy = model.policy
+    return [th.cat([p.detach().flatten() for p in policy.subpolicy_parameters(k)]).clone() for k in range(model.n_subpolicies)]
+
+
+def master_vector(master) -> th.Tensor:
+    return th.cat([p.detach().flatten() for p in master.policy.parameters()]).clone()
+
+
+def make_model(**kwargs) -> MLSH:
+    defaults = dict(n_envs=2, n_steps=16, macro_duration=4, warmup_iterations=1, joint_iterations=1, seed=0)
+    defaults.update(kwargs)
+    factory = defaults.pop("factory", make_toy(max_episode_steps=8))
+    return MLSH("MlpPolicy", factory, **defaults)
+
+
+@pytest.mark.parametrize("box_actions", [False, True])
+def test_subpolicies_without_data_are_bit_for_bit_unchanged(box_actions):
+    model = make_model(factory=make_toy(box_actions=box_actions), n_subpolicies=3, warmup_iterations=0, joint_iterations=5)
+    model._setup_learn(10**6)
+    # Make the master always choose sub-policy 0: the other two get no data.
+    with th.no_grad():
+        model.master.policy.action_net.bias.copy_(th.tensor([50.0, -50.0, -50.0]))
+    before = subpolicy_vectors(model)
+    model.learn(model.n_envs * model.n_steps, reset_num_timesteps=False)
+    after = subpolicy_vectors(model)
+    assert not th.equal(before[0], after[0]), "the sub-policy with data must learn"
+    assert th.equal(before[1], after[1]) and th.equal(before[2], after[2])
+    assert len(model.policy.optimizer.optimizers[1].state) == 0
+
+
+def test_warmup_changes_no_subpolicy_parameter_but_trains_the_master():
+    model = make_model(warmup_iterations=3, joint_iterations=1)
+    model._setup_learn(10**6)
+    subpolicies, master = subpolicy_vectors(model), master_vector(model.master)
+    model.learn(3 * model.n_envs * model.n_steps, reset_num_timesteps=False)
+    assert all(th.equal(a, b) for a, b in zip(subpolicies, subpolicy_vectors(model)))
+    assert not th.equal(master, master_vector(model.master))
+    model.learn(model.n_envs * model.n_steps, reset_num_timesteps=False)  # the joint iteration
+    assert not all(th.equal(a, b) for a, b in zip(subpolicies, subpolicy_vectors(model)))
+
+
+def test_master_is_reinitialised_at_every_new_task():
+    model = make_model(warmup_iterations=1, joint_iterations=1)
+    trained = []
+    reset = model.trainer.reset_master
+
+    def spy(master):
+        trained.append(master_vector(master))
+        reset(master)
+        assert len(master.policy.optimizer.state) == 0, "a fresh master has a fresh optimizer"
+        trained.append(master_vector(master))
+
+    model.trainer.reset_master = spy
+    model.learn(6 * model.n_envs * model.n_steps)
+    assert len(trained) == 2 * 3  # a new task after iterations 2, 4 and 6
+    for before, after in zip(trained[::2], trained[1::2]):
+        assert not th.allclose(before, after)
+    assert model.trainer.groups[0].tasks_started == 4
+
+
+@pytest.mark.parametrize("warmup,joint", [(2, 3), (0, 2), (3, 0), (1, 1)])
+def test_warmup_and_joint_iteration_counts_are_exact(warmup, joint):
+    model = make_model(warmup_iterations=warmup, joint_iterations=joint)
+    iterations = 2 * (warmup + joint)
+    model.learn(iterations * model.n_envs * model.n_steps)
+    phases = [entry["joint_groups"] for entry in model.iteration_log]
+    assert phases == ([0] * warmup + [1] * joint) * 2
+    assert model.trainer.groups[0].tasks_started == 3
+    assert model.subpolicy_learner._n_updates == 2 * joint * model.subpolicy_learner.n_epochs
+
+
+def test_invalid_schedule_is_refused():
+    with pytest.raises(ValueError, match="at least one iteration"):
+        make_model(warmup_iterations=0, joint_iterations=0)
+
+
+def test_task_groups_have_own_tasks_masters_staggered_phases_and_pool_joint_data():
+    model = make_model(n_envs=4, task_groups=2, warmup_iterations=1, joint_iterations=1, factory=make_toy(n_tasks=50))
+    groups = model.trainer.groups
+    assert [g.env_indices.tolist() for g in groups] == [[0, 1], [2, 3]]
+    assert [g.warmup_length for g in groups] == [1, 2]  # group 1 starts one iteration later in its cycle
+    pooled = []
+    original = model._train_subpolicies
+
+    def spy(env_indices):
+        pooled.append(env_indices.tolist())
+        original(env_indices)
+
+    model._train_subpolicies = spy
+    model.learn(5 * model.n_envs * model.n_steps)
+    # Joint phases alternate between the groups: every iteration after the first trains the sub-policies.
+    assert pooled == [[0, 1], [2, 3], [0, 1], [2, 3]]
+    assert groups[0].task != groups[1].task
+    assert not th.equal(master_vector(groups[0].master), master_vector(groups[1].master))
+    tasks = model.env.env_method("get_task")
+    assert tasks[:2] == [groups[0].task] * 2 and tasks[2:] == [groups[1].task] * 2
+
+
+def test_same_seed_same_results():
+    runs = []
+    for _ in range(2):
+        model = make_model(seed=3, n_subpolicies=3)
+        model.learn(4 * model.n_envs * model.n_steps)
+        runs.append((subpolicy_vectors(model), master_vector(model.master), model.iteration_log, model.trainer.groups[0].task))
+    (sub_a, master_a, log_a, task_a), (sub_b, master_b, log_b, task_b) = runs
+    assert all(th.equal(a, b) for a, b in zip(sub_a, sub_b))
+    assert th.equal(master_a, master_b)
+    assert log_a == log_b and task_a == task_b
+    other = make_model(seed=4, n_subpolicies=3)
+    other.learn(4 * other.n_envs * other.n_steps)
+    assert not th.equal(subpolicy_vectors(other)[0], sub_a[0])
+
+
+def test_adapt_freezes_subpolicies_and_learns_a_fresh_master_on_the_task():
+    model = make_model()
+    model.learn(4 * model.n_envs * model.n_steps)
+    subpolicies = subpolicy_vectors(model)
+    old_master = master_vector(model.master)
+    model.adapt(2, total_timesteps=3 * model.n_envs * model.n_steps)
+    assert all(th.equal(a, b) for a, b in zip(subpolicies, subpolicy_vectors(model)))
+    assert not th.equal(old_master, master_vector(model.master))
+    assert model.env.env_method("get_task") == [2, 2]
+    assert len(model.iteration_log) == 3 and all(entry["joint_groups"] == 0 for entry in model.iteration_log)
+    model.adapt(1, total_timesteps=model.n_envs * model.n_steps, update_subpolicies=True)
+    assert not all(th.equal(a, b) for a, b in zip(subpolicies, subpolicy_vectors(model)))
+    model.resume_meta_training()
+    model.learn(model.n_envs * model.n_steps)
+    assert model.iteration_log[-1]["iteration"] == 1
+
+
+def test_subpolicy_usage_is_logged_per_iteration():
+    model = make_model(n_subpolicies=3)
+    model.learn(2 * model.n_envs * model.n_steps)
+    usage = np.array(model.iteration_log[-1]["subpolicy_usage"])
+    assert usage.shape == (3,) and usage.sum() == pytest.approx(1.0)
