@@ -19,8 +19,9 @@ import time
 from typing import Any
 
 import gymnasium as gym
-import mlsh_envs  # noqa: F401  (registers the mlsh/ ids)
 import numpy as np
+
+import mlsh_envs  # noqa: F401  (registers the mlsh/ ids)
 
 PAIRS = (
     ("mlsh/AntTwowalk-v0", "Ant-v5"),

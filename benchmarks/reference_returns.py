@@ -13,8 +13,9 @@ import csv
 import os
 import time
 
-import mlsh_envs
 import numpy as np
+
+import mlsh_envs
 from mlsh_envs import evaluate_policy_fn
 
 GRID_IDS = ("mlsh/MovementBandits-v0", "mlsh/KeyDoor-v0", "mlsh/FourRooms-v0")

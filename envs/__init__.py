@@ -3,6 +3,7 @@
 from typing import Any
 
 import gymnasium as gym
+
 from mlsh_envs.ant_maze import AntMazeEnv
 from mlsh_envs.ant_obstacle_course import AntObstacleCourseEnv
 from mlsh_envs.ant_twowalk import AntTwowalkEnv

@@ -3,6 +3,7 @@
 from typing import Any
 
 import numpy as np
+
 from mlsh_envs.mujoco_utils import AntNavigationEnv, check_split
 
 __all__ = ["ANT_MAZE_LAYOUTS", "AntMazeEnv"]

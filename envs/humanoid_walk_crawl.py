@@ -9,6 +9,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv, mass_center
 from gymnasium.utils import seeding
+
 from mlsh_envs.mujoco_utils import GYMNASIUM_ASSETS, add_box_pool, check_split, compile_model, place_boxes
 
 __all__ = ["SEGMENT_TYPES", "HumanoidWalkCrawlEnv"]

@@ -4,6 +4,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+
 from mlsh_envs.movement_bandits import MovementBanditsEnv
 
 __all__ = ["KeyDoorEnv"]

@@ -28,7 +28,9 @@ class MovementBanditsEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     MOVES = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float64)
 
-    def __init__(self, size: float = 400.0, step_size: float = 20.0, goal_radius: float = 50.0, render_mode: str | None = None):
+    def __init__(
+        self, size: float = 400.0, step_size: float = 20.0, goal_radius: float = 50.0, render_mode: str | None = None
+    ):
         self.size = size
         self.step_size = step_size
         self.goal_radius = goal_radius

@@ -24,7 +24,7 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import safe_mean
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
@@ -44,7 +44,14 @@ MASTER_DEFAULTS: dict[str, Any] = dict(
     learning_rate=0.01, n_epochs=10, batch_size=64, gamma=0.99, gae_lambda=0.98, clip_range=0.2, ent_coef=0.0
 )
 SUBPOLICY_DEFAULTS: dict[str, Any] = dict(
-    learning_rate=3e-4, n_epochs=10, batch_size=256, gamma=0.99, gae_lambda=0.98, clip_range=0.2, ent_coef=0.0, max_grad_norm=0.5
+    learning_rate=3e-4,
+    n_epochs=10,
+    batch_size=256,
+    gamma=0.99,
+    gae_lambda=0.98,
+    clip_range=0.2,
+    ent_coef=0.0,
+    max_grad_norm=0.5,
 )
 #: PPO arguments that MLSH sets itself.
 _RESERVED_LEARNER_KWARGS = {"env", "n_steps", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model", "policy"}
@@ -211,6 +218,7 @@ class MLSH(BaseAlgorithm):
             supported_action_spaces=(spaces.Discrete, spaces.Box),
         )
         self.iteration = 0
+        self._completed_timesteps = 0
         self.iteration_log: list[dict[str, Any]] = []
         if _init_setup_model:
             self._setup_model()
@@ -275,9 +283,7 @@ class MLSH(BaseAlgorithm):
 
     @staticmethod
     def _check_vec_env_spaces(env: VecEnv, observation_space: spaces.Space, action_space: spaces.Space) -> None:
-        for index, (obs_space, act_space) in enumerate(
-            zip(env.get_attr("observation_space"), env.get_attr("action_space"))
-        ):
+        for index, (obs_space, act_space) in enumerate(zip(env.get_attr("observation_space"), env.get_attr("action_space"))):
             if obs_space != observation_space or act_space != action_space:
                 raise TaskProtocolError(
                     f"The task sampler's envs disagree on spaces: env {index} has {obs_space} / {act_space}, the first "
@@ -285,8 +291,15 @@ class MLSH(BaseAlgorithm):
                 )
 
     # ---------------------------------------------------------------------------------------------------- learners
-    def _make_learner(self, policy: str | type[BasePolicy], observation_space: spaces.Space, action_space: spaces.Space,
-                      n_steps: int, n_envs: int, kwargs: dict[str, Any]) -> PPO:
+    def _make_learner(
+        self,
+        policy: str | type[BasePolicy],
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        n_steps: int,
+        n_envs: int,
+        kwargs: dict[str, Any],
+    ) -> PPO:
         learner = PPO(policy, env=None, n_steps=n_steps, device=self.device, seed=None, _init_setup_model=False, **kwargs)
         learner.observation_space = observation_space
         learner.action_space = action_space
@@ -363,7 +376,10 @@ class MLSH(BaseAlgorithm):
             self.iteration_log = []
         if reset_num_timesteps or self._last_obs is None:
             self.trainer.start()
-        total_timesteps, callback = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        total_timesteps, callback = super()._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        self._completed_timesteps = self.num_timesteps
         self.subpolicy_learner.set_logger(_PrefixedLogger(self.logger, "train/sub/"))
         for master in self.masters:
             master.set_logger(_PrefixedLogger(self.logger, "train/master/"))
@@ -389,7 +405,9 @@ class MLSH(BaseAlgorithm):
         :param progress_bar: Show a progress bar (tqdm and rich).
         :return: The trained model.
         """
-        total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        total_timesteps, callback = self._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
         callback.on_training_start(locals(), globals())
         while self.num_timesteps < total_timesteps:
             if not self._iterate(callback, total_timesteps, log_interval):
@@ -419,6 +437,7 @@ class MLSH(BaseAlgorithm):
             self._dump_logs(result, phases)
         for group, reset_obs in self.trainer.end_iteration():
             self._set_env_obs(group.env_indices, reset_obs)
+        self._completed_timesteps = self.num_timesteps
         return True
 
     def _train_subpolicies(self, env_indices: np.ndarray) -> None:
@@ -501,8 +520,14 @@ class MLSH(BaseAlgorithm):
             self._reset_master(group.master)
             group.task = None
         self._last_obs = None
-        return self.learn(total_timesteps, callback=callback, log_interval=log_interval, tb_log_name="MLSH_adapt",
-                          reset_num_timesteps=True, progress_bar=progress_bar)
+        return self.learn(
+            total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name="MLSH_adapt",
+            reset_num_timesteps=True,
+            progress_bar=progress_bar,
+        )
 
     def resume_meta_training(self) -> None:
         """Leave the transfer mode of :meth:`adapt`: the next :meth:`learn` samples tasks again."""
@@ -564,8 +589,14 @@ class MLSH(BaseAlgorithm):
         :param deterministic: Use the mode of its distribution.
         :return: The action.
         """
-        batch = {k: np.asarray(v)[None] for k, v in observation.items()} if isinstance(observation, dict) else np.asarray(observation)[None]
-        actions, _ = self.policy.predict(self.collector.subpolicy_obs(batch, np.array([subpolicy])), deterministic=deterministic)
+        batch = (
+            {k: np.asarray(v)[None] for k, v in observation.items()}
+            if isinstance(observation, dict)
+            else np.asarray(observation)[None]
+        )
+        actions, _ = self.policy.predict(
+            self.collector.subpolicy_obs(batch, np.array([subpolicy])), deterministic=deterministic
+        )
         return actions[0]
 
     # ------------------------------------------------------------------------------------------------- save / load
@@ -585,8 +616,14 @@ class MLSH(BaseAlgorithm):
             params[f"master{index}_optimizer"] = master.policy.optimizer.state_dict()
         return params
 
-    def set_parameters(self, load_path_or_dict: str | dict[str, Any], exact_match: bool = True, device: th.device | str = "auto") -> None:
-        params = load_path_or_dict if isinstance(load_path_or_dict, dict) else load_from_zip_file(load_path_or_dict, device=device)[1]
+    def set_parameters(
+        self, load_path_or_dict: str | dict[str, Any], exact_match: bool = True, device: th.device | str = "auto"
+    ) -> None:
+        params = (
+            load_path_or_dict
+            if isinstance(load_path_or_dict, dict)
+            else load_from_zip_file(load_path_or_dict, device=device)[1]
+        )
         self.policy.load_state_dict(params["subpolicies"])
         if "subpolicies_optimizer" in params:
             self.policy.optimizer.load_state_dict(params["subpolicies_optimizer"])
@@ -630,7 +667,9 @@ class MLSH(BaseAlgorithm):
             "init_kwargs": self._init_kwargs(),
             "observation_space": self.observation_space,
             "action_space": self.action_space,
-            "num_timesteps": self.num_timesteps,
+            # A save inside an iteration (e.g. by CheckpointCallback) stores the state at the end of the last completed
+            # iteration: the unfinished iteration's data has trained nothing yet, so a resume runs it again.
+            "num_timesteps": getattr(self, "_completed_timesteps", self.num_timesteps),
             "iteration": self.iteration,
             "trainer": self.trainer.state_dict(),
             "collector_rng": self.collector.rng.bit_generator.state,
@@ -671,7 +710,8 @@ class MLSH(BaseAlgorithm):
         :param path: The zip file.
         :param task_sampler: Task sampler for the loaded model (default: the one it was trained with).
         :param device: Torch device.
-        :param kwargs: Override constructor arguments (e.g. ``n_envs``, ``verbose``, ``tensorboard_log``).
+        :param kwargs: Override constructor arguments (e.g. ``n_envs``, ``verbose``, ``tensorboard_log``). With another
+            ``task_groups`` than saved, only the sub-policies are loaded (fresh masters and schedule, as for transfer).
         :return: The model, ready to ``predict``, ``adapt`` or continue to ``learn``.
         """
         try:
@@ -687,15 +727,26 @@ class MLSH(BaseAlgorithm):
                 "which its own class loads (e.g. stable_baselines3.PPO.load)."
             )
         if data["mlsh_format_version"] > FORMAT_VERSION:
-            raise ModelFileError(f"{path} was saved by a newer sb3-mlsh (format {data['mlsh_format_version']}); upgrade sb3-mlsh.")
+            raise ModelFileError(
+                f"{path} was saved by a newer sb3-mlsh (format {data['mlsh_format_version']}); upgrade sb3-mlsh."
+            )
         init_kwargs = {**data["init_kwargs"], **kwargs}
-        model = cls(data["policy_name"], task_sampler if task_sampler is not None else data["task_sampler"], device=device, **init_kwargs)
-        if len(params) and f"master{model.task_groups - 1}" not in params:
-            raise ModelFileError(f"{path} has fewer master groups than task_groups={model.task_groups}; keep task_groups as saved.")
-        model.set_parameters(params, exact_match=True, device=device)
-        model.num_timesteps = data["num_timesteps"]
+        model = cls(
+            data["policy_name"],
+            task_sampler if task_sampler is not None else data["task_sampler"],
+            device=device,
+            **init_kwargs,
+        )
+        same_groups = model.task_groups == data["init_kwargs"]["task_groups"]
+        if not same_groups:
+            # A different number of task groups (e.g. one group for transfer) keeps the sub-policies only:
+            # the masters and the task schedule start afresh.
+            params = {key: value for key, value in params.items() if not key.startswith("master")}
+        model.set_parameters(params, exact_match=same_groups, device=device)
+        model.num_timesteps = model._completed_timesteps = data["num_timesteps"]
         model.iteration = data["iteration"]
-        model.trainer.load_state_dict(data["trainer"])
+        if same_groups:
+            model.trainer.load_state_dict(data["trainer"])
         model.collector.rng.bit_generator.state = data["collector_rng"]
         model.subpolicy_learner._n_updates, *master_updates = data["learner_updates"]
         for master, n_updates in zip(model.masters, master_updates):

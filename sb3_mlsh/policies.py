@@ -1,6 +1,6 @@
 """The sub-policy bank: K independent actor-critic networks evaluated in one batched forward pass."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,9 @@ def subpolicy_observation_space(observation_space: spaces.Space, n_subpolicies: 
     one_hot = spaces.Box(0.0, 1.0, shape=(n_subpolicies,), dtype=np.float32)
     if isinstance(observation_space, spaces.Dict):
         if SUBPOLICY_KEY in observation_space.spaces:
-            raise ValueError(f"The env's Dict observation already has a key {SUBPOLICY_KEY!r}, which MLSH reserves; rename it.")
+            raise ValueError(
+                f"The env's Dict observation already has a key {SUBPOLICY_KEY!r}, which MLSH reserves; rename it."
+            )
         return spaces.Dict({**observation_space.spaces, SUBPOLICY_KEY: one_hot})
     if isinstance(observation_space, spaces.Box):
         low = np.concatenate([observation_space.low.reshape(-1), one_hot.low]).astype(np.float32)
@@ -147,7 +149,8 @@ class SubPolicyOptimizer:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if len(state_dict["subpolicies"]) != len(self.optimizers):
             raise ValueError(
-                f"Optimizer state for {len(state_dict['subpolicies'])} sub-policies cannot be loaded into {len(self.optimizers)}."
+                f"Optimizer state for {len(state_dict['subpolicies'])} sub-policies cannot be loaded "
+                f"into {len(self.optimizers)}."
             )
         for optimizer, state in zip(self.optimizers, state_dict["subpolicies"]):
             optimizer.load_state_dict(state)
@@ -235,7 +238,9 @@ class SubPolicyBankPolicy(BasePolicy):
             n_action_outputs = int(np.prod(self.action_space.shape))
         else:
             raise TypeError(f"Unsupported action space {self.action_space}: the sub-policy bank supports Discrete and Box.")
-        self.actor = _MLPBank(self.n_subpolicies, [self.features_dim, *pi_arch, n_action_outputs], self.activation_fn, 0.01, self.ortho_init)
+        self.actor = _MLPBank(
+            self.n_subpolicies, [self.features_dim, *pi_arch, n_action_outputs], self.activation_fn, 0.01, self.ortho_init
+        )
         self.critic = _MLPBank(self.n_subpolicies, [self.features_dim, *vf_arch, 1], self.activation_fn, 1.0, self.ortho_init)
         self.log_stds = nn.ParameterList()
         if isinstance(self.action_dist, DiagGaussianDistribution):

@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_mlsh.policies import SUBPOLICY_KEY, SubPolicyBankPolicy
 
-__all__ = ["MacroStepLog", "RolloutResult", "TwoLevelCollector", "NonFiniteError"]
+__all__ = ["MacroStepLog", "NonFiniteError", "RolloutResult", "TwoLevelCollector"]
 
 Obs = np.ndarray | dict[str, np.ndarray]
 
@@ -109,7 +109,9 @@ class _MasterRecorder:
         self.episode_end = np.zeros(capacity, dtype=bool)
         self.size = 0
 
-    def open(self, env_index: np.ndarray, step: int, obs: Obs, actions: np.ndarray, values: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
+    def open(
+        self, env_index: np.ndarray, step: int, obs: Obs, actions: np.ndarray, values: np.ndarray, log_probs: np.ndarray
+    ) -> np.ndarray:
         ids = np.arange(self.size, self.size + len(env_index))
         self.size += len(env_index)
         self.env_index[ids] = env_index
@@ -147,7 +149,13 @@ class _MasterRecorder:
         after_episode_end[1:] = self.episode_end[:n][order][:-1]
         buffer_class = DictRolloutBuffer if isinstance(master.observation_space, spaces.Dict) else RolloutBuffer
         buffer = buffer_class(
-            n, master.observation_space, master.action_space, device=master.device, gamma=master.gamma, gae_lambda=master.gae_lambda, n_envs=1
+            n,
+            master.observation_space,
+            master.action_space,
+            device=master.device,
+            gamma=master.gamma,
+            gae_lambda=master.gae_lambda,
+            n_envs=1,
         )
         if isinstance(obs, dict):
             for key, value in obs.items():
@@ -333,14 +341,17 @@ class TwoLevelCollector:
             rewards = rewards.astype(np.float64)
             result.env_reward_sum += float(rewards.sum())
             counts += np.bincount(subpolicy, minlength=self.n_subpolicies)
-            for g, recorder in enumerate(recorders):
+            for recorder in recorders:
                 mine = recorder.env_indices
                 recorder.reward[open_ids[mine]] += rewards[mine]
                 recorder.length[open_ids[mine]] += 1
 
             stored_rewards = rewards.copy()
             for env_index in np.flatnonzero(dones):
-                if infos[env_index].get("TimeLimit.truncated", False) and infos[env_index].get("terminal_observation") is not None:
+                if (
+                    infos[env_index].get("TimeLimit.truncated", False)
+                    and infos[env_index].get("terminal_observation") is not None
+                ):
                     terminal_obs = self._batch_of_one(infos[env_index]["terminal_observation"])
                     g = group_of_env[env_index]
                     with th.no_grad():
@@ -349,20 +360,22 @@ class TwoLevelCollector:
                         stored_rewards[env_index] += bootstrap
                         subpolicy_bootstrap_sum += bootstrap
                         master = groups[g][1]
-                        recorders[g].bootstrap[open_ids[env_index]] = master.gamma * self._master_values(master, terminal_obs)[0]
+                        recorders[g].bootstrap[open_ids[env_index]] = (
+                            master.gamma * self._master_values(master, terminal_obs)[0]
+                        )
 
             buffer.add(sub_obs, actions, stored_rewards, buffer_episode_starts, values_t, log_probs_t)
 
             macro_left -= 1
             macro_left[dones] = 0
-            for g, recorder in enumerate(recorders):
+            for recorder in recorders:
                 mine = recorder.env_indices
                 recorder.episode_end[open_ids[mine]] = dones[mine]
             previous_subpolicy = subpolicy.copy()
             obs, episode_starts = new_obs, dones
 
         # The rollout's end cuts every unfinished macro-step: bootstrap it with the master's value of the last observation.
-        for g, ((env_indices, master), recorder) in enumerate(zip(groups, recorders)):
+        for (env_indices, master), recorder in zip(groups, recorders):
             unfinished = env_indices[macro_left[env_indices] > 0]
             if len(unfinished):
                 with th.no_grad():

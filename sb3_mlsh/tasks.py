@@ -101,7 +101,7 @@ class TaskSampler:
             except gym.error.Error as error:
                 raise gym.error.Error(
                     f"Cannot make env {self.env!r}: {error}. Check the id (the task families shipped with sb3-mlsh are "
-                    "listed by `python -c \"import mlsh_envs; print(mlsh_envs.ENV_IDS)\"`)."
+                    'listed by `python -c "import mlsh_envs; print(mlsh_envs.ENV_IDS)"`).'
                 ) from error
         else:
             env = self.env()
@@ -190,7 +190,7 @@ def as_task_sampler(task_sampler: "TaskSampler | str | Callable[[], gym.Env]", s
     sampler = TaskSampler(task_sampler, split=split)
     if split is not None:
         try:
-            sampler.probe_env
+            _ = sampler.probe_env
         except TaskProtocolError as error:
             if "no train/held-out split" not in str(error):
                 raise

@@ -10,7 +10,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_mlsh.tasks import TaskSampler
 
-__all__ = ["MLSHMetaTrainer", "TaskGroup", "WARMUP", "JOINT"]
+__all__ = ["JOINT", "WARMUP", "MLSHMetaTrainer", "TaskGroup"]
 
 WARMUP = "warmup"
 JOINT = "joint"

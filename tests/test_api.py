@@ -71,7 +71,7 @@ def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
 
 def test_predict_state_carries_subpolicy_and_steps_left():
     model = small_model(macro_duration=4)
-    actions, states = rollout_actions(model, n=12)
+    _, states = rollout_actions(model, n=12)
     np.testing.assert_array_equal(states[:, 0, 1], [3, 2, 1, 0] * 3)
     for start in (0, 4, 8):
         assert len(set(states[start : start + 4, 0, 0].tolist())) == 1  # k fixed within a macro-step
@@ -154,18 +154,27 @@ def test_logger_has_namespaced_keys_of_both_learners(tmp_path):
     model.set_logger(configure(str(tmp_path), ["csv"]))
     model.learn(4 * 32)
     columns = set(pd.read_csv(tmp_path / "progress.csv").columns)
-    for key in ("train/master/policy_gradient_loss", "train/sub/policy_gradient_loss", "mlsh/subpolicy_usage_0",
-                "mlsh/joint_groups", "rollout/ep_rew_mean", "time/fps"):
+    for key in (
+        "train/master/policy_gradient_loss",
+        "train/sub/policy_gradient_loss",
+        "mlsh/subpolicy_usage_0",
+        "mlsh/joint_groups",
+        "rollout/ep_rew_mean",
+        "time/fps",
+    ):
         assert key in columns, key
 
 
 def test_checkpoint_callback_and_progress_bar(tmp_path):
     model = small_model()
-    model.learn(4 * 32, callback=CheckpointCallback(save_freq=16, save_path=str(tmp_path), name_prefix="mlsh"),
-                progress_bar=True)
+    model.learn(
+        4 * 32, callback=CheckpointCallback(save_freq=16, save_path=str(tmp_path), name_prefix="mlsh"), progress_bar=True
+    )
     checkpoints = sorted(p.name for p in tmp_path.glob("mlsh_*_steps.zip"))
     assert checkpoints == ["mlsh_128_steps.zip", "mlsh_32_steps.zip", "mlsh_64_steps.zip", "mlsh_96_steps.zip"]
-    assert MLSH.load(tmp_path / "mlsh_64_steps.zip").num_timesteps == 64
+    # A checkpoint taken during an iteration holds the end of the last completed one.
+    assert MLSH.load(tmp_path / "mlsh_64_steps.zip").num_timesteps == 32
+    assert MLSH.load(tmp_path / "mlsh_128_steps.zip").num_timesteps == 96
 
 
 def test_macro_action_wrapper_runs_a_subpolicy_for_n_steps_and_trains_a_stock_ppo_master():
@@ -179,8 +188,9 @@ def test_macro_action_wrapper_runs_a_subpolicy_for_n_steps_and_trains_a_stock_pp
     _, _, _, truncated, info = env.step(0)
     assert info["primitive_steps"] == 2 and truncated  # the episode ends before the macro-step does
     calls = []
-    scripted = MacroActionWrapper(gym.wrappers.TimeLimit(ToyTaskEnv(), 10), lambda obs, k: calls.append(k) or k,
-                                  macro_duration=3, n_subpolicies=3)
+    scripted = MacroActionWrapper(
+        gym.wrappers.TimeLimit(ToyTaskEnv(), 10), lambda obs, k: calls.append(k) or k, macro_duration=3, n_subpolicies=3
+    )
     scripted.get_wrapper_attr("set_task")(2)
     scripted.reset(seed=0)
     _, reward, *_ = scripted.step(2)

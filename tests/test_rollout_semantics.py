@@ -80,8 +80,9 @@ def test_truncation_bootstraps_with_own_value_and_termination_does_not(collect):
     # The master bootstraps each truncated macro-step and the one cut by the rollout's end.
     assert np.count_nonzero(result.master_buffers[0].rewards) == 3 * model.n_envs
 
-    terminating = make_model(make_toy(max_episode_steps=1000, terminate_range=(5, 5), reward_scale=0.0), n_envs=2,
-                             n_steps=12, macro_duration=100)
+    terminating = make_model(
+        make_toy(max_episode_steps=1000, terminate_range=(5, 5), reward_scale=0.0), n_envs=2, n_steps=12, macro_duration=100
+    )
     collect(terminating)
     assert np.all(terminating.subpolicy_learner.rollout_buffer.rewards == 0)
 
@@ -157,11 +158,12 @@ def test_master_forward_only_for_deciding_envs(collect):
 
 def test_box_actions_and_dict_observations_run(collect):
     for kwargs, policy in ((dict(box_actions=True), "MlpPolicy"), (dict(dict_obs=True), "MultiInputPolicy")):
-        model = MLSH(policy, make_toy(**kwargs), n_envs=2, n_steps=16, macro_duration=3, warmup_iterations=0,
-                     joint_iterations=1, seed=0)
+        model = MLSH(
+            policy, make_toy(**kwargs), n_envs=2, n_steps=16, macro_duration=3, warmup_iterations=0, joint_iterations=1, seed=0
+        )
         model.learn(64)
         assert model.iteration == 2
-        action, state = model.predict(model.env.reset(), deterministic=True)
+        _, state = model.predict(model.env.reset(), deterministic=True)
         assert state.shape == (2, 2)
 
 

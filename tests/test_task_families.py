@@ -7,10 +7,12 @@ import sys
 import warnings
 
 import gymnasium as gym
-import mlsh_envs
 import mujoco
 import numpy as np
 import pytest
+from stable_baselines3.common.env_checker import check_env
+
+import mlsh_envs
 from mlsh_envs import (
     AntMazeEnv,
     AntObstacleCourseEnv,
@@ -21,7 +23,6 @@ from mlsh_envs import (
     evaluate_oracle,
     evaluate_policy_fn,
 )
-from stable_baselines3.common.env_checker import check_env
 
 EPISODE_STEPS = {
     "mlsh/KeyDoor-v0": 100,

@@ -1,0 +1,297 @@
+"""Train MLSH from the command line, the way rl-baselines3-zoo trains SB3 algorithms.
+
+Example::
+
+    python -m sb3_mlsh.train --env mlsh/MovementBandits-v0
+"""
+
+import argparse
+import difflib
+import importlib.resources
+import os
+import re
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch as th
+import yaml
+from stable_baselines3.common.callbacks import CheckpointCallback
+from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule
+
+from sb3_mlsh.mlsh import MLSH
+from sb3_mlsh.plots import plot_run
+
+__all__ = ["load_hyperparams", "main", "parse_hyperparams"]
+
+#: Keys a YAML entry may have besides the MLSH constructor arguments.
+EXTRA_KEYS = {"n_timesteps", "policy"}
+SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
+CONSTRUCTOR_KEYS = {
+    "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
+    "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "stagger_groups",
+}  # fmt: skip
+
+
+class HyperparameterError(ValueError):
+    """Raised for an unknown env id, key or badly typed value in a hyperparameter file."""
+
+
+def default_hyperparams_file() -> str:
+    return str(importlib.resources.files("sb3_mlsh") / "hyperparams" / "mlsh.yml")
+
+
+def _evaluate_dict_string(text: str, key: str) -> dict[str, Any]:
+    # The zoo writes policy_kwargs as "dict(...)"; evaluate it with torch's nn available for activation_fn.
+    try:
+        value = eval(text, {"__builtins__": {}}, {"dict": dict, "nn": th.nn, "th": th})
+    except Exception as error:
+        raise HyperparameterError(f"{key}: cannot read {text!r} as a dict(...) expression ({error}).") from error
+    if not isinstance(value, dict):
+        raise HyperparameterError(f"{key} must be a mapping or a 'dict(...)' string, got {text!r}.")
+    return value
+
+
+def _schedules(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
+    kwargs = dict(kwargs)
+    for key in SCHEDULE_KEYS:
+        value = kwargs.get(key)
+        if isinstance(value, str):
+            match = re.fullmatch(r"lin_([0-9.eE+-]+)", value)
+            if match is None:
+                raise HyperparameterError(f"{where}.{key}: {value!r} is not a number nor a 'lin_<number>' schedule.")
+            kwargs[key] = LinearSchedule(float(match.group(1)), 0.0, 1.0)
+        elif value is not None and not isinstance(value, (int, float)):
+            raise HyperparameterError(f"{where}.{key} must be a number or 'lin_<number>', got {value!r}.")
+        elif isinstance(value, (int, float)) and key != "clip_range_vf":
+            kwargs[key] = ConstantSchedule(float(value))
+    return kwargs
+
+
+def parse_hyperparams(entry: dict[str, Any], env_id: str) -> tuple[dict[str, Any], int, str]:
+    """
+    Turn one YAML entry into MLSH constructor arguments.
+
+    :param entry: The entry of ``env_id``.
+    :param env_id: Its env id (for error messages).
+    :return: Constructor kwargs, ``n_timesteps`` and the policy name.
+    """
+    unknown = set(entry) - CONSTRUCTOR_KEYS - EXTRA_KEYS
+    if unknown:
+        hints = {key: difflib.get_close_matches(key, CONSTRUCTOR_KEYS | EXTRA_KEYS, n=1) for key in unknown}
+        text = ", ".join(f"{key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") for key, hint in hints.items())
+        raise HyperparameterError(
+            f"Unknown hyperparameter(s) for {env_id}: {text}. Allowed: {sorted(CONSTRUCTOR_KEYS | EXTRA_KEYS)}."
+        )
+    kwargs = {key: value for key, value in entry.items() if key in CONSTRUCTOR_KEYS}
+    for key in ("master_kwargs", "subpolicy_kwargs", "policy_kwargs"):
+        if isinstance(kwargs.get(key), str):
+            kwargs[key] = _evaluate_dict_string(kwargs[key], key)
+        elif key in kwargs and not isinstance(kwargs[key], dict):
+            raise HyperparameterError(f"{key} must be a mapping or a 'dict(...)' string, got {kwargs[key]!r}.")
+    for key in ("master_kwargs", "subpolicy_kwargs"):
+        if key in kwargs:
+            kwargs[key] = _schedules(kwargs[key], key)
+    for key in (
+        "n_subpolicies",
+        "macro_duration",
+        "warmup_iterations",
+        "joint_iterations",
+        "n_steps",
+        "n_envs",
+        "task_groups",
+    ):
+        if key in kwargs and (isinstance(kwargs[key], bool) or not isinstance(kwargs[key], int)):
+            raise HyperparameterError(f"{key} must be an integer, got {kwargs[key]!r} ({type(kwargs[key]).__name__}).")
+    n_timesteps = entry.get("n_timesteps", 1_000_000)
+    if not isinstance(n_timesteps, (int, float)) or n_timesteps <= 0:
+        raise HyperparameterError(f"n_timesteps must be a positive number, got {n_timesteps!r}.")
+    return kwargs, int(n_timesteps), entry.get("policy", "MlpPolicy")
+
+
+def load_hyperparams(env_id: str, path: str | None = None) -> dict[str, Any]:
+    """
+    :param env_id: The env id whose entry to read.
+    :param path: The YAML file (default: the one shipped with sb3-mlsh).
+    :return: The raw entry.
+    """
+    path = path or default_hyperparams_file()
+    with open(path) as file:
+        try:
+            table = yaml.safe_load(file) or {}
+        except yaml.YAMLError as error:
+            raise HyperparameterError(f"{path} is not valid YAML: {error}") from error
+    if env_id not in table:
+        close = difflib.get_close_matches(env_id, list(table), n=3)
+        raise HyperparameterError(
+            f"No hyperparameters for {env_id!r} in {path}. "
+            + (f"Did you mean {close}? " if close else "")
+            + f"Known ids: {sorted(table)}. Add an entry or pass --hyperparams-file."
+        )
+    entry = table[env_id]
+    if not isinstance(entry, dict):
+        raise HyperparameterError(f"The entry of {env_id!r} in {path} must be a mapping, got {entry!r}.")
+    return dict(entry)
+
+
+def _override(entry: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    entry = dict(entry)
+    for item in overrides:
+        if ":" not in item:
+            raise HyperparameterError(f"--hyperparams takes key:value pairs, got {item!r}.")
+        key, value = item.split(":", 1)
+        entry[key] = yaml.safe_load(value)
+    return entry
+
+
+def _run_folder(log_folder: str, env_id: str) -> str:
+    name = env_id.replace("/", "-").replace(":", "-")
+    root = os.path.join(log_folder, "mlsh")
+    os.makedirs(root, exist_ok=True)
+    taken = [int(m.group(1)) for d in os.listdir(root) if (m := re.fullmatch(re.escape(name) + r"_(\d+)", d))]
+    return os.path.join(root, f"{name}_{max(taken, default=0) + 1}")
+
+
+def _latest_checkpoint(run_folder: str) -> str:
+    candidates = (
+        [
+            os.path.join(run_folder, "checkpoints", f)
+            for f in os.listdir(os.path.join(run_folder, "checkpoints"))
+            if f.endswith(".zip")
+        ]
+        if os.path.isdir(os.path.join(run_folder, "checkpoints"))
+        else []
+    )
+    final = os.path.join(run_folder, "model.zip")
+    if os.path.exists(final):
+        candidates.append(final)
+    if not candidates:
+        raise FileNotFoundError(f"No checkpoint or model.zip in {run_folder}: nothing to resume from.")
+    return max(candidates, key=os.path.getmtime)
+
+
+def _write_iterations(model: MLSH, path: str) -> None:
+    rows = [
+        {**{k: v for k, v in entry.items() if k != "subpolicy_usage"},
+         **{f"subpolicy_usage_{i}": u for i, u in enumerate(entry["subpolicy_usage"])}}
+        for entry in model.iteration_log
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    if os.path.exists(path) and len(frame):
+        # A resumed run repeats the iterations after its checkpoint: keep the new ones.
+        previous = pd.read_csv(path)
+        frame = pd.concat([previous[previous["iteration"] < frame["iteration"].min()], frame], ignore_index=True)
+    frame.to_csv(path, index=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_mlsh.train",
+        description="Meta-train MLSH on a task family with the hyperparameters of a zoo-style YAML file.",
+    )
+    parser.add_argument("--env", type=str, help="Env id of a task family, e.g. mlsh/MovementBandits-v0.")
+    parser.add_argument("--hyperparams-file", "-yaml", type=str, default=None, help="YAML file (default: the packaged one).")
+    parser.add_argument(
+        "--hyperparams",
+        "-params",
+        nargs="+",
+        default=[],
+        metavar="KEY:VALUE",
+        help="Override entries of the YAML, e.g. n_envs:4 warmup_iterations:5.",
+    )
+    parser.add_argument("--n-timesteps", "-n", type=int, default=None, help="Primitive env steps (overrides the YAML).")
+    parser.add_argument("--seed", type=int, default=0, help="Random seed.")
+    parser.add_argument("--log-folder", "-f", type=str, default="logs", help="Runs go to <log-folder>/mlsh/<env>_<n>/.")
+    parser.add_argument(
+        "--save-freq", type=int, default=100_000, help="Checkpoint every this many primitive steps (0: never)."
+    )
+    parser.add_argument("--log-interval", type=int, default=10, help="Print the log table every this many iterations.")
+    parser.add_argument(
+        "--resume",
+        type=str,
+        default=None,
+        metavar="RUN_FOLDER",
+        help="Continue the run in this folder from its latest checkpoint, up to its n_timesteps.",
+    )
+    parser.add_argument("--device", type=str, default="cpu", help="Torch device (MLP policies are fastest on the CPU).")
+    parser.add_argument("--no-progress", action="store_true", help="Do not show the progress bar.")
+    parser.add_argument("--verbose", type=int, default=1, choices=[0, 1], help="0: quiet, 1: log tables.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> MLSH:
+    args = build_parser().parse_args(argv)
+    th.set_num_threads(1)
+    if args.resume is None and args.env is None:
+        build_parser().error("give --env (or --resume RUN_FOLDER)")
+    if args.resume is not None:
+        run_folder = args.resume
+        with open(os.path.join(run_folder, "config.yml")) as file:
+            config = yaml.safe_load(file)
+        env_id = config["env"]
+        kwargs, n_timesteps, _ = parse_hyperparams(config["hyperparams"], env_id)
+        checkpoint = _latest_checkpoint(run_folder)
+        model = MLSH.load(
+            checkpoint, verbose=args.verbose, tensorboard_log=run_folder, monitor_dir=run_folder, device=args.device
+        )
+        print(f"Resuming {run_folder} from {checkpoint} at {model.num_timesteps} steps (target {n_timesteps}).")
+    else:
+        env_id = args.env
+        entry = _override(load_hyperparams(env_id, args.hyperparams_file), args.hyperparams)
+        kwargs, n_timesteps, policy = parse_hyperparams(entry, env_id)
+        if args.n_timesteps is not None:
+            n_timesteps = args.n_timesteps
+            entry["n_timesteps"] = n_timesteps
+        run_folder = _run_folder(args.log_folder, env_id)
+        os.makedirs(run_folder)
+        with open(os.path.join(run_folder, "config.yml"), "w") as file:
+            yaml.safe_dump({"env": env_id, "seed": args.seed, "hyperparams": entry}, file, sort_keys=False)
+        model = MLSH(
+            policy,
+            env_id,
+            seed=args.seed,
+            verbose=args.verbose,
+            tensorboard_log=run_folder,
+            monitor_dir=run_folder,
+            device=args.device,
+            **kwargs,
+        )
+        print(f"Training MLSH on {env_id} for {n_timesteps} steps; logs in {run_folder}")
+    callback = None
+    if args.save_freq > 0:
+        callback = CheckpointCallback(max(args.save_freq // model.n_envs, 1), os.path.join(run_folder, "checkpoints"), "mlsh")
+    start = time.time()
+    remaining = n_timesteps - (model.num_timesteps if args.resume else 0)
+    try:
+        model.learn(
+            max(remaining, 0),
+            callback=callback,
+            log_interval=args.log_interval,
+            tb_log_name="MLSH",
+            reset_num_timesteps=args.resume is None,
+            progress_bar=not args.no_progress,
+        )
+    finally:
+        model.save(os.path.join(run_folder, "model.zip"))
+        _write_iterations(model, os.path.join(run_folder, "iterations.csv"))
+    elapsed = time.time() - start
+    returns = [info["r"] for info in model.ep_info_buffer] if model.ep_info_buffer else [float("nan")]
+    png = plot_run(run_folder, title=f"MLSH on {env_id}")
+    print(
+        f"Done: {model.num_timesteps} steps in {elapsed:.0f} s ({model.num_timesteps / max(elapsed, 1e-9):.0f} steps/s). "
+        f"Mean return of the last {len(returns)} episodes: {np.mean(returns):.2f}.\n"
+        f"Model: {os.path.join(run_folder, 'model.zip')}\nLearning curve: {png}"
+    )
+    return model
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError, TypeError) as error:
+        if os.environ.get("SB3_MLSH_DEBUG"):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
