@@ -624,7 +624,14 @@ class MLSH(BaseAlgorithm):
             if isinstance(load_path_or_dict, dict)
             else load_from_zip_file(load_path_or_dict, device=device)[1]
         )
-        self.policy.load_state_dict(params["subpolicies"])
+        try:
+            self.policy.load_state_dict(params["subpolicies"])
+        except (KeyError, RuntimeError) as error:
+            raise ModelFileError(
+                "The saved sub-policies do not fit this model: it was saved with another n_subpolicies, policy_kwargs, "
+                f"env spaces or an incompatible sb3-mlsh version ({str(error).splitlines()[0]}). Load it with the "
+                "arguments it was saved with."
+            ) from error
         if "subpolicies_optimizer" in params:
             self.policy.optimizer.load_state_dict(params["subpolicies_optimizer"])
         for index, master in enumerate(self.masters):

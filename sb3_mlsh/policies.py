@@ -49,64 +49,68 @@ def subpolicy_observation_space(observation_space: spaces.Space, n_subpolicies: 
 
 class _MLPBank(nn.Module):
     """
-    K independent MLPs of the same shape, applied to a batch at once with one batched matmul per layer.
-    Each network's weights and biases live in one flat parameter vector of its own, so that each sub-policy
-    has its own optimizer at the cost of a single tensor.
+    K independent MLPs of the same shape, applied to a batch at once with one batched matmul per layer. Their
+    weights are slices of the policy's parameter matrix (K rows, one per sub-policy), laid out from ``offset`` on.
 
     :param n_banks: Number of independent networks K.
     :param sizes: Layer sizes, input first.
     :param activation_fn: Activation between layers.
-    :param output_gain: Orthogonal-init gain of the last layer.
-    :param ortho_init: Use SB3's orthogonal initialisation (hidden gain sqrt(2)).
+    :param offset: Column of the parameter matrix where this bank's weights begin.
     """
 
-    def __init__(
-        self, n_banks: int, sizes: list[int], activation_fn: type[nn.Module], output_gain: float, ortho_init: bool = True
-    ) -> None:
+    def __init__(self, n_banks: int, sizes: list[int], activation_fn: type[nn.Module], offset: int = 0) -> None:
         super().__init__()
         self.n_banks = n_banks
         self.activation = activation_fn()
         self.layers: list[tuple[int, int, int]] = []  # (offset, n_in, n_out); the bias follows the weight
-        offset = 0
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             self.layers.append((offset, n_in, n_out))
             offset += n_in * n_out + n_out
-        self.flat = nn.ParameterList()
-        for _ in range(n_banks):
-            vector = th.empty(offset)
-            for index, (start, n_in, n_out) in enumerate(self.layers):
-                linear = nn.Linear(n_in, n_out)
-                if ortho_init:
-                    gain = output_gain if index == len(self.layers) - 1 else np.sqrt(2)
-                    nn.init.orthogonal_(linear.weight, gain=gain)
-                    nn.init.zeros_(linear.bias)
-                vector[start : start + n_in * n_out] = linear.weight.detach().t().reshape(-1)
-                vector[start + n_in * n_out : start + n_in * n_out + n_out] = linear.bias.detach()
-            self.flat.append(nn.Parameter(vector))
+        self.end = offset
 
-    def forward(self, features: th.Tensor) -> th.Tensor:
+    def initialise(self, theta: th.Tensor, output_gain: float, ortho_init: bool = True) -> None:
         """
+        :param theta: The parameter matrix (K rows) to write into.
+        :param output_gain: Orthogonal-init gain of the last layer (hidden layers: sqrt(2), as in SB3).
+        :param ortho_init: Orthogonal initialisation; otherwise PyTorch's default for ``nn.Linear``.
+        """
+        with th.no_grad():
+            for bank in range(self.n_banks):
+                for index, (start, n_in, n_out) in enumerate(self.layers):
+                    linear = nn.Linear(n_in, n_out)
+                    if ortho_init:
+                        nn.init.orthogonal_(linear.weight, gain=output_gain if index == len(self.layers) - 1 else np.sqrt(2))
+                        nn.init.zeros_(linear.bias)
+                    theta[bank, start : start + n_in * n_out] = linear.weight.t().reshape(-1)
+                    theta[bank, start + n_in * n_out : start + n_in * n_out + n_out] = linear.bias
+
+    def forward(self, theta: th.Tensor, features: th.Tensor) -> th.Tensor:
+        """
+        :param theta: The parameter matrix (K rows).
         :param features: Inputs of shape (batch, n_in), shared by all networks.
         :return: Outputs of every network, shape (K, batch, n_out).
         """
-        theta = th.stack(list(self.flat))
         hidden = features.unsqueeze(0).expand(self.n_banks, *features.shape)
+        last = len(self.layers) - 1
         for index, (start, n_in, n_out) in enumerate(self.layers):
-            weight = theta[:, start : start + n_in * n_out].view(self.n_banks, n_in, n_out)
-            bias = theta[:, start + n_in * n_out : start + n_in * n_out + n_out].unsqueeze(1)
-            hidden = th.baddbmm(bias, hidden, weight)
-            if index < len(self.layers) - 1:
+            middle = start + n_in * n_out
+            weight = theta[:, start:middle].view(self.n_banks, n_in, n_out)
+            hidden = th.baddbmm(theta[:, middle : middle + n_out].unsqueeze(1), hidden, weight)
+            if index < last:
                 hidden = self.activation(hidden)
         return hidden
 
 
 class SubPolicyOptimizer:
     """
-    One optimizer per sub-policy, stepped only for the sub-policies present in the last minibatch, with the
-    gradient norm clipped per sub-policy. A sub-policy with no samples is then left bit-for-bit unchanged
-    (a shared Adam would still move it through its momentum), exactly as with K separate policies.
+    One optimizer per sub-policy, stepped only for the sub-policies present in the last minibatch, with the gradient
+    norm clipped per sub-policy: exactly K separate policies with K optimizers, and a sub-policy without samples is
+    left bit-for-bit unchanged (one shared Adam would still move it through its momentum).
 
-    :param parameter_groups: The parameters of each sub-policy.
+    The bank keeps all K sub-policies in one parameter matrix, a row each, for a fast forward; each sub-policy's
+    optimizer works on an alias of its row (same memory), whose gradient is the row of the matrix's gradient.
+
+    :param stacked_parameters: Parameters whose leading axis indexes the sub-policy.
     :param active: Returns which sub-policies were present in the last minibatch (bool array of length K).
     :param optimizer_class: The optimizer of each sub-policy.
     :param lr: Initial learning rate.
@@ -116,17 +120,19 @@ class SubPolicyOptimizer:
 
     def __init__(
         self,
-        parameter_groups: list[list[nn.Parameter]],
+        stacked_parameters: list[nn.Parameter],
         active: Callable[[], np.ndarray],
         optimizer_class: type[th.optim.Optimizer],
         lr: float,
         max_grad_norm: float,
         **optimizer_kwargs: Any,
     ) -> None:
-        self.parameter_groups = parameter_groups
+        self.stacked_parameters = stacked_parameters
         self.active = active
         self.max_grad_norm = max_grad_norm
-        self.optimizers = [optimizer_class(params, lr=lr, **optimizer_kwargs) for params in parameter_groups]
+        n_subpolicies = stacked_parameters[0].shape[0]
+        self.aliases = [[nn.Parameter(p.data[k]) for p in stacked_parameters] for k in range(n_subpolicies)]
+        self.optimizers = [optimizer_class(aliases, lr=lr, **optimizer_kwargs) for aliases in self.aliases]
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
@@ -134,13 +140,21 @@ class SubPolicyOptimizer:
         return [group for optimizer in self.optimizers for group in optimizer.param_groups]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for optimizer in self.optimizers:
-            optimizer.zero_grad(set_to_none=set_to_none)
+        for param in self.stacked_parameters:
+            param.grad = None
+        for aliases in self.aliases:
+            for alias in aliases:
+                alias.grad = None
 
     def step(self) -> None:
         for index in np.flatnonzero(self.active()):
+            aliases = self.aliases[index]
+            for alias, param in zip(aliases, self.stacked_parameters):
+                # Re-point at the stacked memory (it moves when the module changes device) and at the slice's gradient.
+                alias.data = param.data[index]
+                alias.grad = None if param.grad is None else param.grad[index]
             if np.isfinite(self.max_grad_norm):
-                th.nn.utils.clip_grad_norm_(self.parameter_groups[index], self.max_grad_norm)
+                th.nn.utils.clip_grad_norm_(aliases, self.max_grad_norm)
             self.optimizers[index].step()
 
     def state_dict(self) -> dict[str, Any]:
@@ -238,16 +252,23 @@ class SubPolicyBankPolicy(BasePolicy):
             n_action_outputs = int(np.prod(self.action_space.shape))
         else:
             raise TypeError(f"Unsupported action space {self.action_space}: the sub-policy bank supports Discrete and Box.")
-        self.actor = _MLPBank(
-            self.n_subpolicies, [self.features_dim, *pi_arch, n_action_outputs], self.activation_fn, 0.01, self.ortho_init
-        )
-        self.critic = _MLPBank(self.n_subpolicies, [self.features_dim, *vf_arch, 1], self.activation_fn, 1.0, self.ortho_init)
-        self.log_stds = nn.ParameterList()
+        k = self.n_subpolicies
+        self.actor = _MLPBank(k, [self.features_dim, *pi_arch, n_action_outputs], self.activation_fn)
+        self.critic = _MLPBank(k, [self.features_dim, *vf_arch, 1], self.activation_fn, offset=self.actor.end)
+        self.log_std_slice: slice | None = None
+        size = self.critic.end
         if isinstance(self.action_dist, DiagGaussianDistribution):
-            for _ in range(self.n_subpolicies):
-                self.log_stds.append(nn.Parameter(th.full((n_action_outputs,), float(self.log_std_init))))
+            self.log_std_slice = slice(size, size + n_action_outputs)
+            size += n_action_outputs
+        # Row k holds everything of sub-policy k: actor, critic and (Box actions) its own Gaussian log-std.
+        self.theta = nn.Parameter(th.zeros(k, size))
+        self.actor.initialise(self.theta, output_gain=0.01, ortho_init=self.ortho_init)
+        self.critic.initialise(self.theta, output_gain=1.0, ortho_init=self.ortho_init)
+        if self.log_std_slice is not None:
+            with th.no_grad():
+                self.theta[:, self.log_std_slice] = self.log_std_init
         self.optimizer = SubPolicyOptimizer(  # type: ignore[assignment]
-            [self.subpolicy_parameters(k) for k in range(self.n_subpolicies)],
+            [self.theta],
             active=lambda: self._active,
             optimizer_class=self.optimizer_class,
             lr=lr_schedule(1),
@@ -255,21 +276,18 @@ class SubPolicyBankPolicy(BasePolicy):
             **self.optimizer_kwargs,
         )
 
-    def subpolicy_parameters(self, index: int) -> list[nn.Parameter]:
+    def subpolicy_parameters(self, index: int) -> list[th.Tensor]:
         """
         :param index: Which sub-policy.
-        :return: All parameters of that sub-policy (actor, critic, log-std).
+        :return: All parameters of that sub-policy (actor, critic, log-std), as a view of its row.
         """
-        params = [self.actor.flat[index], self.critic.flat[index]]
-        if len(self.log_stds) > 0:
-            params.append(self.log_stds[index])
-        return params
+        return [self.theta[index]]
 
     @property
     def log_std(self) -> th.Tensor:
-        if len(self.log_stds) == 0:
+        if self.log_std_slice is None:
             raise AttributeError("Discrete actions have no log-std.")
-        return th.stack(list(self.log_stds))
+        return self.theta[:, self.log_std_slice]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -299,7 +317,7 @@ class SubPolicyBankPolicy(BasePolicy):
 
     def _distribution(self, features: th.Tensor, index: th.Tensor) -> Distribution:
         rows = th.arange(features.shape[0], device=features.device)
-        action_outputs = self.actor(features)[index, rows]
+        action_outputs = self.actor(self.theta, features)[index, rows]
         if isinstance(self.action_dist, DiagGaussianDistribution):
             return self.action_dist.proba_distribution(action_outputs, self.log_std[index])
         return self.action_dist.proba_distribution(action_logits=action_outputs)
@@ -310,7 +328,7 @@ class SubPolicyBankPolicy(BasePolicy):
         :return: The value of every sub-policy for every sample, shape (K, batch).
         """
         features, _ = self.split_observation(obs)
-        return self.critic(features).squeeze(-1)
+        return self.critic(self.theta, features).squeeze(-1)
 
     def act(self, obs: PyTorchObs, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """
@@ -323,7 +341,7 @@ class SubPolicyBankPolicy(BasePolicy):
         features, index = self.split_observation(obs)
         distribution = self._distribution(features, index)
         actions = distribution.get_actions(deterministic=deterministic)
-        all_values = self.critic(features).squeeze(-1)
+        all_values = self.critic(self.theta, features).squeeze(-1)
         values = all_values[index, th.arange(features.shape[0], device=features.device)]
         return actions, values.unsqueeze(-1), distribution.log_prob(actions), all_values
 
@@ -335,7 +353,7 @@ class SubPolicyBankPolicy(BasePolicy):
         features, index = self.split_observation(obs)
         self._active = (th.bincount(index, minlength=self.n_subpolicies) > 0).cpu().numpy()
         distribution = self._distribution(features, index)
-        values = self.critic(features).squeeze(-1)[index, th.arange(features.shape[0], device=features.device)]
+        values = self.critic(self.theta, features).squeeze(-1)[index, th.arange(features.shape[0], device=features.device)]
         return values.unsqueeze(-1), distribution.log_prob(actions), distribution.entropy()
 
     def get_distribution(self, obs: PyTorchObs) -> Distribution:
@@ -343,7 +361,7 @@ class SubPolicyBankPolicy(BasePolicy):
 
     def predict_values(self, obs: PyTorchObs) -> th.Tensor:
         features, index = self.split_observation(obs)
-        return self.critic(features).squeeze(-1)[index, th.arange(features.shape[0], device=features.device)].unsqueeze(-1)
+        return self.critic(self.theta, features).squeeze(-1)[index, th.arange(features.shape[0], device=features.device)].unsqueeze(-1)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self.get_distribution(observation).get_actions(deterministic=deterministic)

@@ -207,3 +207,9 @@ def test_env_id_string_is_accepted_as_task_sampler():
     model.learn(20)
     assert model.num_timesteps == 20
     assert th.get_num_threads() >= 1
+
+
+def test_loading_parameters_of_another_architecture_names_the_fix(tmp_path):
+    small_model(n_subpolicies=2).save(tmp_path / "k2.zip")
+    with pytest.raises(ModelFileError, match="do not fit this model"):
+        MLSH.load(tmp_path / "k2.zip", n_subpolicies=3)

@@ -1,0 +1,127 @@
+"""
+Training throughput: primitive env steps per second of MLSH and of plain SB3 PPO on the same env, with the same
+n_envs, n_steps, minibatch size and epochs, in one run; plus the raw env with random actions (the limit).
+
+    python benchmarks/throughput.py                       # MovementBandits, KeyDoor, FourRooms
+    python benchmarks/throughput.py --envs all --timesteps 32000
+
+MLSH is timed twice: with the family's schedule from the packaged YAML (W warmup iterations train only the
+master, so most iterations skip the sub-policy update) and with W = 0 (every iteration updates the sub-policies:
+the worst case, the same gradient work as PPO). Methods alternate within each round so that all see the same
+machine load; the median over rounds is reported. Writes benchmarks/results/throughput.csv.
+"""
+
+import argparse
+import csv
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+
+import mlsh_envs
+from sb3_mlsh import MLSH
+from sb3_mlsh.train import load_hyperparams, parse_hyperparams
+
+GRID_FAMILIES = ("mlsh/MovementBandits-v0", "mlsh/KeyDoor-v0", "mlsh/FourRooms-v0")
+
+
+def _learner_settings(env_id: str, n_envs: int | None, n_steps: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    kwargs, _, _ = parse_hyperparams(load_hyperparams(env_id), env_id)
+    if n_envs is not None:
+        kwargs["n_envs"] = n_envs
+    if n_steps is not None:
+        kwargs["n_steps"] = n_steps
+    sub = {"batch_size": 256, "n_epochs": 10, **kwargs.get("subpolicy_kwargs", {})}
+    ppo = dict(n_steps=kwargs["n_steps"], batch_size=sub["batch_size"], n_epochs=sub["n_epochs"], gamma=0.99, gae_lambda=0.98)
+    return kwargs, ppo
+
+
+def raw_env_rate(env_id: str, n_envs: int, timesteps: int) -> float:
+    env = make_vec_env(env_id, n_envs=n_envs, seed=0)
+    env.reset()
+    actions = [np.stack([env.action_space.sample() for _ in range(n_envs)]) for _ in range(timesteps // n_envs)]
+    start = time.perf_counter()
+    for action in actions:
+        env.step(action)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return len(actions) * n_envs / elapsed
+
+
+def ppo_rate(env_id: str, n_envs: int, settings: dict[str, Any], timesteps: int) -> float:
+    env = make_vec_env(env_id, n_envs=n_envs, seed=0)
+    model = PPO("MlpPolicy", env, seed=0, device="cpu", **settings)
+    start = time.perf_counter()
+    model.learn(timesteps)
+    return model.num_timesteps / (time.perf_counter() - start)
+
+
+def mlsh_rate(env_id: str, kwargs: dict[str, Any], timesteps: int) -> float:
+    model = MLSH("MlpPolicy", env_id, seed=0, device="cpu", **kwargs)
+    start = time.perf_counter()
+    model.learn(timesteps)
+    return model.num_timesteps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envs", nargs="+", default=list(GRID_FAMILIES), help="env ids, or 'all'")
+    parser.add_argument("--timesteps", type=int, default=40_000, help="primitive steps per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
+    parser.add_argument("--n-envs", type=int, default=None, help="override the YAML's n_envs")
+    parser.add_argument("--n-steps", type=int, default=None, help="override the YAML's n_steps (D)")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "throughput.csv"))
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    env_ids = list(mlsh_envs.ENV_IDS) if args.envs == ["all"] else args.envs
+    rows = []
+    started = time.time()
+    for env_id in env_ids:
+        kwargs, ppo_settings = _learner_settings(env_id, args.n_envs, args.n_steps)
+        # At least two full iterations, so that each method trains.
+        timesteps = max(args.timesteps, 2 * kwargs["n_envs"] * kwargs["n_steps"])
+        all_joint = {**kwargs, "warmup_iterations": 0, "joint_iterations": max(kwargs.get("joint_iterations", 1), 1)}
+        rates: dict[str, list[float]] = {"env": [], "ppo": [], "mlsh": [], "mlsh_all_joint": []}
+        for _ in range(args.rounds):
+            rates["env"].append(raw_env_rate(env_id, kwargs["n_envs"], timesteps))
+            rates["ppo"].append(ppo_rate(env_id, kwargs["n_envs"], ppo_settings, timesteps))
+            rates["mlsh"].append(mlsh_rate(env_id, kwargs, timesteps))
+            rates["mlsh_all_joint"].append(mlsh_rate(env_id, all_joint, timesteps))
+        median = {key: float(np.median(values)) for key, values in rates.items()}
+        row = {
+            "env": env_id,
+            "n_envs": kwargs["n_envs"],
+            "n_steps": kwargs["n_steps"],
+            "batch_size": ppo_settings["batch_size"],
+            "n_epochs": ppo_settings["n_epochs"],
+            "W": kwargs["warmup_iterations"],
+            "U": kwargs["joint_iterations"],
+            "timesteps": timesteps,
+            "env_random_sps": round(median["env"]),
+            "ppo_sps": round(median["ppo"]),
+            "mlsh_sps": round(median["mlsh"]),
+            "mlsh_all_joint_sps": round(median["mlsh_all_joint"]),
+            "mlsh_over_ppo": round(median["mlsh"] / median["ppo"], 2),
+            "mlsh_all_joint_over_ppo": round(median["mlsh_all_joint"] / median["ppo"], 2),
+            "mlsh_over_env": round(median["mlsh"] / median["env"], 3),
+        }
+        rows.append(row)
+        print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {th.__version__}, "
+        f"1 torch thread; {time.time() - started:.0f} s in all; wrote {args.out}"
+    )
+
+
+if __name__ == "__main__":
+    main()
