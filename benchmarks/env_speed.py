@@ -1,14 +1,26 @@
 """
 Steps per second of each MuJoCo task family next to the Gymnasium env it builds on, random actions, same process.
 
-    python benchmarks/env_speed.py --steps 5000 --rounds 3
+    python benchmarks/env_speed.py --steps 4000 --rounds 7
+    python benchmarks/env_speed.py --steps 4000 --rounds 7 --only Humanoid   # one pair; the csv gets its rows only
 
-Rounds alternate family and base env so that both see the same machine load; the table reports the median round.
-Episodes that end are reset, and resets count in the time. The base envs are timed twice: as registered
-(``ratio``; Ant-v5 and Humanoid-v5 terminate when the robot falls, so with random actions Humanoid-v5 is
-mostly standing and resetting) and with ``terminate_when_unhealthy=False`` (``ratio_same_episodes``), which
-gives them the families' episodes: no early termination, so a fallen robot keeps lying in contact with the
-floor, which costs more physics per step. Writes benchmarks/env_speed.csv.
+Three measurements per round, in turn (base, family, base without termination), so that all see the same machine
+load; the table reports the median round of each and the ratios of the medians. Time is the process's CPU time
+(``time.process_time``), less disturbed than wall time by other jobs on a shared machine (the envs are
+single-threaded). Episodes that end are reset, and resets count in the time. The family draws a task of its
+training split at every reset (``sample_tasks(1, "train")``), as in meta-training.
+
+The comparisons made:
+
+* ``ratio``: family / base env as registered (``Ant-v5``, ``Humanoid-v5``). These terminate when the robot
+  falls, so with random actions Humanoid-v5 runs episodes of about 20 steps of a standing robot (a few feet
+  contacts) and resets, while the families never terminate: their robot falls and keeps lying in contact with
+  the floor, which costs more contact physics per step. Not a like-for-like comparison for the Humanoid.
+* ``ratio_same_episodes``: family / base env with ``terminate_when_unhealthy=False``, i.e. the families' episode
+  semantics (same physics, same fallen robot, same 1000-step ``TimeLimit``). This is the fair comparison: it
+  measures what the family adds on top of the base env (obstacles in the model, reward, observation, info).
+
+Writes benchmarks/env_speed.csv.
 """
 
 import argparse
@@ -36,19 +48,28 @@ def steps_per_second(env_id: str, n_steps: int, seed: int = 0, **env_kwargs: Any
     :param env_id: A registered id.
     :param env_kwargs: Passed on to ``gymnasium.make``.
     :param n_steps: Steps to time.
-    :param seed: Seed of the env and of the actions.
-    :return: Steps per second, resets included.
+    :param seed: Seed of the env (and of its task draws) and of the actions.
+    :return: Steps per second of CPU time, resets included.
     """
     env = gym.make(env_id, **env_kwargs)
-    env.reset(seed=seed)
+    unwrapped = env.unwrapped
+    is_family = hasattr(unwrapped, "sample_tasks")
+
+    def reset() -> None:
+        if is_family:
+            unwrapped.set_task(unwrapped.sample_tasks(1, split="train")[0])
+        env.reset()
+
+    env.reset(seed=seed)  # seeds np_random, which draws the tasks
+    reset()
     env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(n_steps)]
-    start = time.perf_counter()
+    start = time.process_time()
     for action in actions:
         _, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:
-            env.reset()
-    elapsed = time.perf_counter() - start
+            reset()
+    elapsed = time.process_time() - start
     env.close()
     return n_steps / elapsed
 
@@ -57,10 +78,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5000, help="steps per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per pair (median reported)")
+    parser.add_argument("--only", default="", help="time only the pairs whose family id contains this")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "env_speed.csv"))
     args = parser.parse_args()
     rows = []
     for family, base in PAIRS:
+        if args.only not in family:
+            continue
         family_rates, base_rates, same_rates = [], [], []
         for round_index in range(args.rounds):
             base_rates.append(steps_per_second(base, args.steps, seed=round_index))

@@ -7,7 +7,7 @@ from typing import Any
 import mujoco
 import numpy as np
 from gymnasium import spaces
-from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv, mass_center
+from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv
 from gymnasium.utils import seeding
 
 from mlsh_envs.mujoco_utils import GYMNASIUM_ASSETS, add_box_pool, check_split, compile_model, place_boxes
@@ -25,11 +25,19 @@ class HumanoidWalkCrawlEnv(HumanoidEnv):
     underside is ``ceiling_height`` above the floor) forces the Humanoid down; walk segments are open.
 
     Reward on every step, with the segment read from the torso's x (before the course counts as the first
-    segment, after it as the last): ``pays * (healthy_reward + forward_reward_weight * x_velocity) -
-    ctrl_cost_weight * |a|^2``, where ``pays`` is 1 when the torso height suits the segment (walk: torso
-    z >= ``walk_height``, 1.0 as Humanoid-v5's healthy range; crawl: torso z <= ``crawl_height``, 0.8, low
-    enough for the head to pass under the ceiling) and 0 otherwise. ``x_velocity`` is that of the centre of
-    mass, as in Humanoid-v5; defaults 5.0, 1.25 and 0.1 are Humanoid-v5's. No early termination; 1000 steps
+    segment, after it as the last), ``v`` the forward (x) velocity of the Humanoid's centre of mass over the step
+    (as Humanoid-v5's ``x_velocity``, the ceilings excluded) and ``a`` the action::
+
+        reward = pays * (healthy_reward * min(v / bonus_velocity, 1) + forward_reward_weight * v)
+                 - ctrl_cost_weight * |a|^2
+
+    ``pays`` is 1 when the torso height suits the segment (walk: torso z >= ``walk_height``, 1.0 as Humanoid-v5's
+    healthy range; crawl: torso z <= ``crawl_height``, 0.8, low enough for the head to pass under the ceiling) and 0
+    otherwise. The alive bonus is earned by progress: the full ``healthy_reward`` at ``v >= bonus_velocity``, less
+    in proportion below, none standing or lying still, and negative moving backwards, so that standing still on a
+    walk segment or lying still on a crawl segment earns nothing, and (the bonus being concave in ``v``) neither
+    does swaying back and forth in place. Defaults: ``healthy_reward`` 5.0, ``forward_reward_weight`` 1.25 and
+    ``ctrl_cost_weight`` 0.1 are Humanoid-v5's, ``bonus_velocity`` 0.5 m/s. No early termination; 1000 steps
     (registered ``TimeLimit``). The task is latent: the agent meets the ceilings (and feels them in its contact
     forces) but is not told the sequence.
 
@@ -46,7 +54,9 @@ class HumanoidWalkCrawlEnv(HumanoidEnv):
     :param ceiling_height: Height of the underside of the ceilings.
     :param crawl_height: A crawl-segment step pays only with the torso at or below this height.
     :param walk_height: A walk-segment step pays only with the torso at or above this height.
-    :param healthy_reward: The alive bonus of a paying step.
+    :param healthy_reward: The alive bonus of a paying step at ``bonus_velocity`` or faster.
+    :param bonus_velocity: Forward velocity (m/s) of the centre of mass from which a paying step earns the whole
+        alive bonus; below it the bonus is ``healthy_reward * v / bonus_velocity``.
     :param forward_reward_weight: Weight of the forward velocity in a paying step.
     :param ctrl_cost_weight: Weight of the squared-action penalty (always paid).
     :param render_mode: ``"rgb_array"`` (needs an offscreen GL backend, e.g. ``MUJOCO_GL=egl``), or ``None``.
@@ -62,6 +72,7 @@ class HumanoidWalkCrawlEnv(HumanoidEnv):
         crawl_height: float = 0.8,
         walk_height: float = 1.0,
         healthy_reward: float = 5.0,
+        bonus_velocity: float = 0.5,
         forward_reward_weight: float = 1.25,
         ctrl_cost_weight: float = 0.1,
         render_mode: str | None = None,
@@ -69,6 +80,9 @@ class HumanoidWalkCrawlEnv(HumanoidEnv):
     ):
         if n_segments < 1:
             raise ValueError(f"n_segments must be at least 1, got {n_segments}.")
+        if bonus_velocity <= 0:
+            raise ValueError(f"bonus_velocity must be positive, got {bonus_velocity}.")
+        self.bonus_velocity = bonus_velocity
         self.n_segments = n_segments
         self.segment_length = segment_length
         self.course_start = course_start
@@ -103,6 +117,7 @@ class HumanoidWalkCrawlEnv(HumanoidEnv):
             "crawl_height": crawl_height,
             "walk_height": walk_height,
             "healthy_reward": healthy_reward,
+            "bonus_velocity": bonus_velocity,
             "forward_reward_weight": forward_reward_weight,
             "ctrl_cost_weight": ctrl_cost_weight,
             "render_mode": render_mode,
@@ -112,23 +127,22 @@ class HumanoidWalkCrawlEnv(HumanoidEnv):
         self._parked_pos = self.model.body_pos[self._ceiling_ids].copy()
         # The ceilings' mocap bodies come after the Humanoid's: the observation keeps Humanoid-v5's bodies only.
         self._robot_bodies = slice(1, self.model.nbody - n_segments)
+        self._step_dt = self.dt
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=self._get_obs().shape, dtype=np.float64)
         self._apply_task()
 
     def _get_obs(self) -> np.ndarray:
-        position = self.data.qpos.flatten()
-        if self._exclude_current_positions_from_observation:
-            position = position[2:]
-        bodies = self._robot_bodies
-        parts = [position, self.data.qvel.flatten()]
+        # Views of MjData (ravel of contiguous rows copies nothing), copied once by the concatenation.
+        data, bodies = self.data, self._robot_bodies
+        parts = [data.qpos[2:] if self._exclude_current_positions_from_observation else data.qpos, data.qvel]
         if self._include_cinert_in_observation:
-            parts.append(self.data.cinert[bodies].flatten())
+            parts.append(data.cinert[bodies].ravel())
         if self._include_cvel_in_observation:
-            parts.append(self.data.cvel[bodies].flatten())
+            parts.append(data.cvel[bodies].ravel())
         if self._include_qfrc_actuator_in_observation:
-            parts.append(self.data.qfrc_actuator[6:].flatten())
+            parts.append(data.qfrc_actuator[6:])
         if self._include_cfrc_ext_in_observation:
-            parts.append(self.data.cfrc_ext[bodies].flatten())
+            parts.append(data.cfrc_ext[bodies].ravel())
         return np.concatenate(parts)
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
@@ -162,9 +176,10 @@ class HumanoidWalkCrawlEnv(HumanoidEnv):
         return self.task
 
     def _apply_task(self) -> None:
-        self._crawl = np.array([kind == "crawl" for kind in self.task])
+        # Segment types as plain ints (0 walk, 1 crawl): the step reads one per call, faster than from an array.
+        self._crawl_list = [SEGMENT_TYPES.index(kind) for kind in self.task]
         positions = self._parked_pos.copy()
-        for index in np.flatnonzero(self._crawl):
+        for index in np.flatnonzero(self._crawl_list):
             positions[index] = (self.course_start + (index + 0.5) * self.segment_length, 0.0, self.ceiling_height + 0.1)
         place_boxes(self.model, self.data, self._ceiling_ids, positions)
 
@@ -185,23 +200,34 @@ class HumanoidWalkCrawlEnv(HumanoidEnv):
         return obs, info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        x_before = mass_center(self.model, self.data)[0]
+        data = self.data
+        # The centre of mass of the Humanoid: MuJoCo's subtree centre of mass of its root body, i.e. Humanoid-v5's
+        # mass_center (mass-weighted body positions) without the ceilings, whose 4.8 t mocap boxes would swamp it.
+        x_before = float(data.subtree_com[1, 0])
         self.do_simulation(action, self.frame_skip)
-        x_velocity = (mass_center(self.model, self.data)[0] - x_before) / self.dt
-        height = float(self.data.qpos[2])
-        segment = self.segment_at(float(self.data.qpos[0]))
-        crawl = bool(self._crawl[segment])
+        x_velocity = (float(data.subtree_com[1, 0]) - x_before) / self._step_dt
+        x, height = float(data.qpos[0]), float(data.qpos[2])
+        segment = min(max(int((x - self.course_start) // self.segment_length), 0), self.n_segments - 1)
+        crawl = self._crawl_list[segment]
         pays = height <= self.crawl_height if crawl else height >= self.walk_height
-        ctrl_cost = self._ctrl_cost_weight * float(np.square(self.data.ctrl).sum())
-        reward = float(pays) * (self._healthy_reward + self._forward_reward_weight * x_velocity) - ctrl_cost
+        ctrl = data.ctrl
+        ctrl_cost = self._ctrl_cost_weight * float(np.dot(ctrl, ctrl))
+        if pays:
+            bonus = self._healthy_reward * min(x_velocity / self.bonus_velocity, 1.0)
+            forward = self._forward_reward_weight * x_velocity
+        else:
+            bonus = forward = 0.0
+        reward = bonus + forward - ctrl_cost
         info = {
             "task": self.task,
             "segment": segment,
-            "segment_type": SEGMENT_TYPES[int(crawl)],
+            "segment_type": SEGMENT_TYPES[crawl],
             "pays": pays,
-            "x_position": float(self.data.qpos[0]),
+            "x_position": x,
             "x_velocity": x_velocity,
             "height": height,
+            "reward_bonus": bonus,
+            "reward_forward": forward,
             "reward_ctrl": -ctrl_cost,
         }
         if self.render_mode == "human":

@@ -4,9 +4,11 @@ import copy
 import io
 import os
 import pathlib
+import random
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -29,7 +31,7 @@ from stable_baselines3.common.utils import safe_mean
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from sb3_mlsh.policies import SubPolicyBankPolicy, subpolicy_observation_space
-from sb3_mlsh.rollout import RolloutResult, TwoLevelCollector
+from sb3_mlsh.rollout import NonFiniteError, RolloutResult, TwoLevelCollector, _all_finite
 from sb3_mlsh.tasks import TaskProtocolError, TaskSampler, as_task_sampler
 from sb3_mlsh.trainer import JOINT, WARMUP, MLSHMetaTrainer
 
@@ -53,8 +55,22 @@ SUBPOLICY_DEFAULTS: dict[str, Any] = dict(
     ent_coef=0.0,
     max_grad_norm=0.5,
 )
+#: Above this many sub-policies MLSH warns: each would see too little data to learn a skill.
+MAX_SENSIBLE_SUBPOLICIES = 64
 #: PPO arguments that MLSH sets itself.
 _RESERVED_LEARNER_KWARGS = {"env", "n_steps", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model", "policy"}
+
+
+def _max_episode_steps(env: gym.Env) -> int | None:
+    """:return: The time limit of ``env`` (its spec's, or that of a ``TimeLimit`` wrapper), None when it has none."""
+    spec = getattr(env, "spec", None)
+    if spec is not None and spec.max_episode_steps is not None:
+        return int(spec.max_episode_steps)
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return int(env._max_episode_steps)
+        env = env.env
+    return None
 
 
 class ModelFileError(ValueError):
@@ -264,10 +280,34 @@ class MLSH(BaseAlgorithm):
         _check_spaces(observation_space, action_space)
         if self.policy_name == "MlpPolicy" and isinstance(observation_space, spaces.Dict):
             raise TypeError("The env has Dict observations: use MLSH('MultiInputPolicy', ...) instead of 'MlpPolicy'.")
+        env_class = type(probe.unwrapped).__name__
+        env_id = self.task_sampler.env_id
+        env_id = env_id if env_id == env_class else f"{env_id} ({env_class})"
+        try:
+            tasks = self.task_sampler.sample(3)
+        except TaskProtocolError:
+            raise
+        except Exception as error:
+            raise TaskProtocolError(
+                f"The task sampler of {env_id!r} failed to draw tasks: its sample_tasks() raised "
+                f"{type(error).__name__}: {error}. Fix the env's sample_tasks(n) (it must return a list of n tasks)."
+            ) from error
         # A task must not change the spaces: the masters and the bank are built once for all tasks.
-        for task in self.task_sampler.sample(3):
-            probe.get_wrapper_attr("set_task")(task)
-            obs, _ = probe.reset()
+        for task in tasks:
+            try:
+                probe.get_wrapper_attr("set_task")(task)
+                obs, _ = probe.reset()
+            except Exception as error:
+                raise TaskProtocolError(
+                    f"set_task({task!r}) then reset() of {env_id!r} raised {type(error).__name__}: {error}. "
+                    "Every task that sample_tasks() draws must be accepted by set_task()."
+                ) from error
+            if not _all_finite(obs):
+                raise NonFiniteError(
+                    f"After set_task({task!r}) and reset(), the observation of {env_id!r} holds NaN or inf: MLSH cannot learn "
+                    "from it. Fix the env, or sanitise its observations with a wrapper "
+                    "(e.g. gymnasium.wrappers.TransformObservation with numpy.nan_to_num)."
+                )
             if probe.observation_space != observation_space or probe.action_space != action_space:
                 raise TaskProtocolError(
                     f"Task {task!r} of {self.task_sampler.env_id!r} changes the spaces to {probe.observation_space} / "
@@ -279,7 +319,26 @@ class MLSH(BaseAlgorithm):
                     f"After set_task({task!r}) and reset(), the observation of {self.task_sampler.env_id!r} is outside its "
                     f"observation space {observation_space}. Fix the env's observation_space."
                 )
+        self._warn_about_sizes(probe)
         return observation_space, action_space
+
+    def _warn_about_sizes(self, probe: gym.Env) -> None:
+        """Warn about arguments that are legal but almost surely not what the user wants."""
+        episode_length = _max_episode_steps(probe)
+        if episode_length is not None and self.macro_duration > episode_length:
+            warnings.warn(
+                f"macro_duration (N={self.macro_duration}) is larger than the episode length of "
+                f"{self.task_sampler.env_id!r} ({episode_length} steps): every macro-step is cut by the end of its episode, "
+                "so the master decides once per episode. Use N < episode length (the paper: N between 10 and 200).",
+                UserWarning,
+            )
+        if self.n_subpolicies > MAX_SENSIBLE_SUBPOLICIES:
+            warnings.warn(
+                f"n_subpolicies (K={self.n_subpolicies}) is larger than {MAX_SENSIBLE_SUBPOLICIES}: each sub-policy then sees "
+                f"about 1/{self.n_subpolicies} of the data, the master's Discrete({self.n_subpolicies}) choice is hard to "
+                "learn, and the bank costs K networks. The paper uses K between 2 and 4.",
+                UserWarning,
+            )
 
     @staticmethod
     def _check_vec_env_spaces(env: VecEnv, observation_space: spaces.Space, action_space: spaces.Space) -> None:
@@ -681,6 +740,9 @@ class MLSH(BaseAlgorithm):
             "trainer": self.trainer.state_dict(),
             "collector_rng": self.collector.rng.bit_generator.state,
             "learner_updates": [self.subpolicy_learner._n_updates, *[master._n_updates for master in self.masters]],
+            # SB3's minibatch shuffling draws from the global NumPy generator: restore it too for an exact resume.
+            "numpy_rng_state": np.random.get_state(),
+            "python_rng_state": random.getstate(),
         }
         pytorch_variables = {"torch_rng_state": th.get_rng_state()}
         if isinstance(path, io.BufferedIOBase):
@@ -760,6 +822,11 @@ class MLSH(BaseAlgorithm):
             master._n_updates = n_updates
         if pytorch_variables and "torch_rng_state" in pytorch_variables:
             th.set_rng_state(pytorch_variables["torch_rng_state"].cpu())
+        if data.get("numpy_rng_state") is not None:
+            np.random.set_state(data["numpy_rng_state"])
+        if data.get("python_rng_state") is not None:
+            version, internal, gauss = data["python_rng_state"]  # JSON turns the tuples into lists
+            random.setstate((version, tuple(internal), gauss))
         return model
 
 

@@ -1,0 +1,257 @@
+"""
+Transfer to new tasks, the paper's main comparison. Per seed: meta-train MLSH on the train tasks (or load a model),
+train one PPO policy shared across the train tasks on the same budget, then on newly sampled held-out tasks record
+the mean episode return per iteration (``iteration_steps`` primitive steps) from the first step of the new task of
+
+- ``mlsh``: MLSH, fresh master, frozen sub-policies (``MLSH.adapt``);
+- ``mlsh_joint``: MLSH, fresh master, sub-policies still learning (``adapt(update_subpolicies=True)``);
+- ``ppo_scratch``: SB3 PPO from scratch;
+- ``shared``: the shared PPO policy, fine-tuned on the task;
+- ``oracle``: the family's scripted oracle (a constant), where it has one.
+
+    python benchmarks/transfer.py --env mlsh/MovementBandits-v0 --seeds 0 1 2 3 4 --meta-timesteps 1500000
+
+Each seed writes benchmarks/results/transfer_<family>_seed<s>.csv (one row per method, task and iteration), so
+seeds can run in separate processes (``--seeds 0 1`` beside ``--seeds 2 3``); ``--summarise`` alone combines every
+seed file present into benchmarks/results/transfer_<family>_summary.csv and transfer_<family>.png (mean and standard
+deviation over seeds and tasks). Without ``--summarise`` the seeds run and then the summary is written.
+"""
+
+import argparse
+import os
+import platform
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+
+import mlsh_envs
+from mlsh_envs import make_task_sampler
+from sb3_mlsh import MLSH
+from sb3_mlsh.train import load_hyperparams, parse_hyperparams
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+TWO_TASK_FAMILIES = ("mlsh/MovementBandits-v0", "mlsh/KeyDoor-v0")
+
+
+class TaskResampling(gym.Wrapper):
+    """Draws a new task from ``split`` at every reset: the env of the shared-policy baseline."""
+
+    def __init__(self, env: gym.Env, split: str) -> None:
+        super().__init__(env)
+        self.split = split
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        task = self.env.get_wrapper_attr("sample_tasks")(1, split=self.split)[0]
+        self.env.get_wrapper_attr("set_task")(task)
+        return self.env.reset(**kwargs)
+
+
+class IterationReturns(BaseCallback):
+    """Mean return of the episodes that ended in each rollout of an SB3 on-policy algorithm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.per_iteration: list[float] = []
+        self._current: list[float] = []
+
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"]:
+            if "episode" in info:
+                self._current.append(float(info["episode"]["r"]))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.per_iteration.append(float(np.mean(self._current)) if self._current else float("nan"))
+        self._current = []
+
+
+def fixed_task_env(env_id: str, task: Any, n_envs: int, seed: int):
+    def factory() -> gym.Env:
+        env = gym.make(env_id)
+        env.get_wrapper_attr("set_task")(task)
+        return env
+
+    return make_vec_env(factory, n_envs=n_envs, seed=seed)
+
+
+def ppo_kwargs(n_steps: int, seed: int) -> dict[str, Any]:
+    return dict(n_steps=n_steps, batch_size=250, n_epochs=10, gamma=0.99, gae_lambda=0.98, seed=seed, device="cpu")
+
+
+def subpolicy_task_returns(model: MLSH, env_id: str, tasks: list[Any], episodes: int = 10) -> np.ndarray:
+    """
+    :return: Mean return of each sub-policy acting alone (K rows) on each task (columns): what each skill learned.
+    """
+    env = gym.make(env_id)
+    returns = np.zeros((model.n_subpolicies, len(tasks)))
+    for k in range(model.n_subpolicies):
+        for column, task in enumerate(tasks):
+            env.get_wrapper_attr("set_task")(task)
+            for episode in range(episodes):
+                obs, _ = env.reset(seed=episode)
+                done = False
+                while not done:
+                    obs, reward, terminated, truncated, _ = env.step(model.subpolicy_predict(obs, k))
+                    returns[k, column] += float(reward) / episodes
+                    done = terminated or truncated
+    return returns
+
+
+def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], timings: dict[str, float]) -> None:
+    """Meta-train (or load) MLSH and the shared policy for ``seed``, then record every method on new tasks."""
+    env_id = args.env
+    kwargs, _, _ = parse_hyperparams(load_hyperparams(env_id), env_id)
+    kwargs.update(n_envs=args.n_envs, n_steps=args.n_steps)
+    iteration_steps = args.n_envs * args.n_steps
+    adapt_steps = args.iterations * iteration_steps
+    model_path = os.path.join(args.models, f"mlsh_{env_id.replace('/', '-')}_seed{seed}.zip")
+    start = time.time()
+    if os.path.exists(model_path) and not args.retrain:
+        print(f"seed {seed}: loading {model_path}", flush=True)
+    else:
+        meta = MLSH("MlpPolicy", make_task_sampler(env_id, split="train", seed=seed), seed=seed, device="cpu", **kwargs)
+        meta.learn(args.meta_timesteps)
+        os.makedirs(args.models, exist_ok=True)
+        meta.save(model_path)
+        timings[f"mlsh_meta_train_seed{seed}_s"] = time.time() - start
+        print(f"seed {seed}: meta-trained {args.meta_timesteps} steps in {time.time() - start:.0f} s", flush=True)
+
+    start = time.time()
+    shared_env = make_vec_env(lambda: TaskResampling(gym.make(env_id), "train"), n_envs=args.n_envs, seed=seed)
+    shared = PPO("MlpPolicy", shared_env, **ppo_kwargs(args.n_steps, seed))
+    shared.learn(args.shared_timesteps)
+    shared_path = os.path.join(args.models, f"shared_{env_id.replace('/', '-')}_seed{seed}.zip")
+    shared.save(shared_path)
+    timings[f"shared_train_seed{seed}_s"] = time.time() - start
+
+    if env_id in TWO_TASK_FAMILIES:
+        # Did the sub-policies specialise, or collapse onto the same goal (the failure reported for the original)?
+        matrix = subpolicy_task_returns(MLSH.load(model_path, n_envs=1, task_groups=1, device="cpu"), env_id, [0, 1])
+        best_task = matrix.argmax(axis=1)
+        timings["collapsed"] = float(len(set(best_task.tolist())) < 2)
+        timings["subpolicy_task_returns"] = matrix.round(1).tolist()  # type: ignore[assignment]
+        print(f"seed {seed}: sub-policy x task returns {matrix.round(1).tolist()}", flush=True)
+    tasks = make_task_sampler(env_id, split="test", seed=1000 + seed).sample(args.tasks)
+    for task_index, task in enumerate(tasks):
+        for method in ("mlsh", "mlsh_joint"):
+            model = MLSH.load(model_path, n_envs=args.n_envs, n_steps=args.n_steps, task_groups=1, seed=seed, device="cpu")
+            model.adapt(task, adapt_steps, update_subpolicies=method == "mlsh_joint")
+            returns = [entry["episode_return_mean"] for entry in model.iteration_log]
+            rows.extend(dict(method=method, seed=seed, task=str(task), iteration=i + 1, ret=r) for i, r in enumerate(returns))
+        for method in ("ppo_scratch", "shared"):
+            env = fixed_task_env(env_id, task, args.n_envs, seed)
+            if method == "shared":
+                learner = PPO.load(shared_path, env=env, device="cpu")
+            else:
+                learner = PPO("MlpPolicy", env, **ppo_kwargs(args.n_steps, seed))
+            callback = IterationReturns()
+            learner.learn(adapt_steps, callback=callback)
+            returns = callback.per_iteration
+            rows.extend(dict(method=method, seed=seed, task=str(task), iteration=i + 1, ret=r) for i, r in enumerate(returns))
+        print(f"seed {seed} task {task_index} ({task}) done", flush=True)
+
+
+def summarise(frame: pd.DataFrame, oracle: float | None) -> pd.DataFrame:
+    per_run = frame.groupby(["method", "seed", "task"])
+    rows = []
+    for first in sorted({n for n in (10, 20, 50) if n <= frame["iteration"].max()} | {int(frame["iteration"].max())}):
+        means = per_run.apply(lambda g, n=first: g[g["iteration"] <= n]["ret"].mean()).rename("mean").reset_index()
+        for method, group in means.groupby("method"):
+            rows.append(
+                dict(
+                    method=method, iterations=first, mean=group["mean"].mean(), std=group["mean"].std(ddof=0), runs=len(group)
+                )
+            )
+    summary = pd.DataFrame(rows)
+    if oracle is not None:
+        summary = pd.concat([summary, pd.DataFrame([dict(method="oracle", iterations=0, mean=oracle, std=0.0, runs=0)])])
+    return summary
+
+
+def plot(frame: pd.DataFrame, oracle: float | None, title: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {
+        "mlsh": "MLSH (frozen sub-policies)",
+        "mlsh_joint": "MLSH (sub-policies keep learning)",
+        "ppo_scratch": "PPO from scratch",
+        "shared": "shared policy (PPO), fine-tuned",
+    }
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, label in labels.items():
+        data = frame[frame["method"] == method]
+        if data.empty:
+            continue
+        stats = data.groupby("iteration")["ret"].agg(["mean", "std"])
+        ax.plot(stats.index, stats["mean"], label=label)
+        ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.15)
+    if oracle is not None:
+        ax.axhline(oracle, color="black", linestyle="--", linewidth=1, label="scripted oracle")
+    ax.set_xlabel("iteration on the new task")
+    ax.set_ylabel("mean episode return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="mlsh/MovementBandits-v0", choices=mlsh_envs.ENV_IDS)
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--meta-timesteps", type=int, default=1_500_000, help="MLSH meta-training budget")
+    parser.add_argument("--shared-timesteps", type=int, default=500_000, help="budget of the shared PPO policy")
+    parser.add_argument("--iterations", type=int, default=10, help="iterations on each new task")
+    parser.add_argument("--tasks", type=int, default=2, help="new tasks per seed")
+    parser.add_argument("--n-envs", type=int, default=8)
+    parser.add_argument("--n-steps", type=int, default=250, help="steps per env per iteration")
+    parser.add_argument("--models", default=os.path.join(RESULTS, "models"), help="where meta-trained models are kept")
+    parser.add_argument("--retrain", action="store_true", help="meta-train even if a model for the seed exists")
+    parser.add_argument("--summarise", action="store_true", help="only combine the seed files present")
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    os.makedirs(RESULTS, exist_ok=True)
+    name = args.env.split("/")[-1].replace("-v0", "")
+    if not args.summarise:
+        for seed in args.seeds:
+            rows: list[dict[str, Any]] = []
+            timings: dict[str, float] = {}
+            started = time.time()
+            run_seed(args, seed, rows, timings)
+            frame = pd.DataFrame(rows)
+            frame["seconds"] = time.time() - started
+            for key, value in timings.items():
+                frame[key] = str(value) if isinstance(value, list) else round(value, 1)
+            frame.to_csv(os.path.join(RESULTS, f"transfer_{name}_seed{seed}.csv"), index=False)
+    files = sorted(f for f in os.listdir(RESULTS) if f.startswith(f"transfer_{name}_seed") and f.endswith(".csv"))
+    frame = pd.concat([pd.read_csv(os.path.join(RESULTS, f)) for f in files], ignore_index=True)
+    oracle = None
+    if hasattr(gym.make(args.env).unwrapped, "oracle_action"):
+        oracle = mlsh_envs.evaluate_oracle(args.env, n_episodes=100, seed=0)[0]
+    summary = summarise(frame, oracle)
+    summary.to_csv(os.path.join(RESULTS, f"transfer_{name}_summary.csv"), index=False)
+    n_seeds, n_tasks = frame["seed"].nunique(), frame.groupby("seed")["task"].nunique().max()
+    plot(
+        frame,
+        oracle,
+        f"Transfer to new {name} tasks ({n_seeds} seeds x {n_tasks} tasks)",
+        os.path.join(RESULTS, f"transfer_{name}.png"),
+    )
+    print(summary.to_string(index=False))
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {th.__version__}; seed files: {files}")
+
+
+if __name__ == "__main__":
+    main()

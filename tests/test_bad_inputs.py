@@ -1,0 +1,123 @@
+"""Bad inputs that get a clear error or warning (see docs/bad_inputs.md), beyond those of test_api.py / test_train_cli.py."""
+
+import subprocess
+import sys
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+from toy_envs import ToyTaskEnv, make_toy
+
+from sb3_mlsh import MLSH, NonFiniteError, TaskProtocolError
+from sb3_mlsh.train import HyperparameterError, load_hyperparams, parse_hyperparams
+
+
+def small_model(factory, **kwargs) -> MLSH:
+    defaults = dict(n_envs=2, n_steps=16, macro_duration=4, warmup_iterations=1, joint_iterations=1, seed=0)
+    defaults.update(kwargs)
+    return MLSH("MlpPolicy", factory, **defaults)
+
+
+class BrokenSamplerEnv(ToyTaskEnv):
+    def sample_tasks(self, n: int, split: str | None = None) -> list[int]:
+        raise RuntimeError("task database unreachable")
+
+
+class RejectingSetTaskEnv(ToyTaskEnv):
+    def set_task(self, task: int) -> None:
+        raise KeyError(task)
+
+
+class UnboundedToyEnv(ToyTaskEnv):
+    """The toy env with an unbounded observation space, so that only a finiteness check can catch inf."""
+
+    def __init__(self, inf_at_reset: bool = False, inf_at_step: int | None = None) -> None:
+        super().__init__()
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)
+        self.inf_at_reset = inf_at_reset
+        self.inf_at_step = inf_at_step
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        obs, info = super().reset(seed=seed, options=options)
+        if self.inf_at_reset:
+            obs[0] = np.inf
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self.t == self.inf_at_step:
+            obs[1] = -np.inf
+        return obs, reward, terminated, truncated, info
+
+
+def test_task_sampler_that_raises_names_the_env_and_chains_the_original():
+    with pytest.raises(TaskProtocolError, match=r"BrokenSamplerEnv.*sample_tasks\(\) raised RuntimeError") as info:
+        small_model(lambda: gym.wrappers.TimeLimit(BrokenSamplerEnv(), 10))
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert "task database unreachable" in str(info.value)
+
+
+def test_set_task_that_rejects_sampled_tasks_is_named():
+    with pytest.raises(TaskProtocolError, match=r"set_task\(.*\) then reset\(\).*raised KeyError") as info:
+        small_model(lambda: gym.wrappers.TimeLimit(RejectingSetTaskEnv(), 10))
+    assert isinstance(info.value.__cause__, KeyError)
+
+
+def test_inf_observation_at_reset_is_caught_before_training():
+    with pytest.raises(NonFiniteError, match="NaN or inf"):
+        small_model(lambda: gym.wrappers.TimeLimit(UnboundedToyEnv(inf_at_reset=True), 10))
+
+
+def test_inf_observation_during_a_rollout_is_caught():
+    model = small_model(lambda: gym.wrappers.TimeLimit(UnboundedToyEnv(inf_at_step=3), 10))
+    with pytest.raises(NonFiniteError, match="non-finite observation"):
+        model.learn(64)
+    assert model.num_timesteps <= 2 * 3  # stopped at the step that returned inf, before any update
+
+
+def test_macro_duration_longer_than_the_episode_warns():
+    with pytest.warns(UserWarning, match=r"macro_duration \(N=12\) is larger than the episode length .*7 steps"):
+        small_model(make_toy(max_episode_steps=7), macro_duration=12)
+    with pytest.warns(UserWarning, match=r"episode length of 'mlsh/MovementBandits-v0' \(50 steps\)"):
+        MLSH("MlpPolicy", "mlsh/MovementBandits-v0", n_envs=1, n_steps=8, macro_duration=60)
+
+
+def test_too_many_subpolicies_warns():
+    with pytest.warns(UserWarning, match=r"n_subpolicies \(K=65\) is larger than 64"):
+        small_model(make_toy(), n_subpolicies=65, n_envs=1, n_steps=4)
+
+
+def test_sensible_arguments_do_not_warn(recwarn):
+    small_model(make_toy(max_episode_steps=7), macro_duration=7, n_subpolicies=4)
+    assert not [w for w in recwarn.list if issubclass(w.category, UserWarning) and "macro_duration" in str(w.message)]
+    assert not [w for w in recwarn.list if issubclass(w.category, UserWarning) and "n_subpolicies" in str(w.message)]
+
+
+@pytest.mark.parametrize("entry", ["[1, 2]", "just a string", "42"])
+def test_yaml_entry_that_is_not_a_mapping(tmp_path, entry):
+    path = tmp_path / "bad.yml"
+    path.write_text(f"mlsh/MovementBandits-v0: {entry}\n")
+    with pytest.raises(HyperparameterError, match="must be a mapping"):
+        load_hyperparams("mlsh/MovementBandits-v0", str(path))
+
+
+@pytest.mark.parametrize("key", ["master_kwargs", "subpolicy_kwargs", "policy_kwargs"])
+def test_nested_kwargs_that_are_not_a_mapping(key):
+    with pytest.raises(HyperparameterError, match=f"{key} must be a mapping"):
+        parse_hyperparams({key: 5}, "mlsh/MovementBandits-v0")
+
+
+def test_cli_prints_one_clear_line_instead_of_a_traceback(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("mlsh/MovementBandits-v0: [1, 2]\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_mlsh.train", "--env", "mlsh/MovementBandits-v0", "-yaml", str(bad), "-f", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and "must be a mapping" in result.stderr

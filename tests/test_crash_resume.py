@@ -1,0 +1,184 @@
+"""Reliability: a training process killed with SIGKILL resumes from its last checkpoint, and a resume is exact."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from toy_envs import make_toy
+
+from sb3_mlsh import MLSH
+
+ENV_ID = "mlsh/MovementBandits-v0"
+N_ENVS, N_STEPS = 2, 50
+ITERATION_STEPS = N_ENVS * N_STEPS  # primitive steps of one iteration
+SAVE_FREQ = 4 * ITERATION_STEPS
+TARGET = 40 * ITERATION_STEPS
+STARTUP_TIMEOUT = 60.0
+
+
+def _checkpoint_steps(run: str) -> list[int]:
+    folder = os.path.join(run, "checkpoints")
+    if not os.path.isdir(folder):
+        return []
+    return sorted(int(m.group(1)) for f in os.listdir(folder) if (m := re.fullmatch(r"mlsh_(\d+)_steps\.zip", f)))
+
+
+def _monitor_steps(run: str) -> int:
+    """Primitive steps of the episodes that the Monitor CSVs recorded (a lower bound of the progress)."""
+    total = 0
+    for name in os.listdir(run):
+        if name.endswith(".monitor.csv"):
+            total += int(pd.read_csv(os.path.join(run, name), skiprows=1)["l"].sum())
+    return total
+
+
+def _train_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sb3_mlsh.train", "--no-progress", "--verbose", "0", *args]
+
+
+def test_sigkill_mid_run_then_resume_loses_at_most_one_checkpoint_interval(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = _train_command(
+        "--env", ENV_ID, "-n", str(TARGET), "--save-freq", str(SAVE_FREQ), "-f", str(tmp_path), "--seed", "3",
+        "-params", f"n_envs:{N_ENVS}", f"n_steps:{N_STEPS}",
+    )  # fmt: skip
+    run = os.path.join(tmp_path, "mlsh", ENV_ID.replace("/", "-") + "_1")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        # Wait for the second checkpoint so that the kill lands in the middle of the run, past a completed iteration.
+        while len(_checkpoint_steps(run)) < 2:
+            assert process.poll() is None, f"training ended before it could be killed:\n{process.stdout.read()}"
+            assert time.monotonic() < deadline, "no checkpoint appeared in time"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not os.path.exists(os.path.join(run, "model.zip")), "the run finished before the kill"
+    last_checkpoint = _checkpoint_steps(run)[-1]
+    progress_at_kill = _monitor_steps(run)
+    assert last_checkpoint < TARGET
+    # No partial file: every checkpoint is complete (saves are atomic), so the latest one loads.
+    assert not [f for f in os.listdir(os.path.join(run, "checkpoints")) if f.endswith(".tmp")]
+
+    resumed = subprocess.run(
+        # --save-freq is a flag of the command, not of the run: give it again.
+        _train_command("--resume", run, "--save-freq", str(SAVE_FREQ)),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stdout
+    match = re.search(r"at (\d+) steps \(target (\d+)\)", resumed.stdout)
+    assert match is not None, resumed.stdout
+    resumed_from, target = int(match.group(1)), int(match.group(2))
+    assert target == TARGET
+    # A checkpoint holds the end of the last completed iteration: at most one iteration before its name.
+    assert last_checkpoint - ITERATION_STEPS <= resumed_from <= last_checkpoint
+    # The process was killed before the next checkpoint, so it had done less than last_checkpoint + SAVE_FREQ steps:
+    # the loss is under one checkpoint interval (plus the unfinished iteration a checkpoint cannot hold).
+    assert progress_at_kill - resumed_from <= SAVE_FREQ + ITERATION_STEPS
+    assert (last_checkpoint + SAVE_FREQ) - resumed_from <= SAVE_FREQ + ITERATION_STEPS
+
+    final = MLSH.load(os.path.join(run, "model.zip"))
+    assert final.num_timesteps == TARGET
+    assert final.iteration == TARGET // ITERATION_STEPS
+    iterations = pd.read_csv(os.path.join(run, "iterations.csv"))
+    assert iterations["timesteps"].iloc[-1] == TARGET
+    assert _checkpoint_steps(run)[-1] > last_checkpoint  # the resumed run checkpoints too
+
+
+class ScheduleRecorder(BaseCallback):
+    """Records, at the start of every iteration, each task group's task, iteration on it, tasks started and phase."""
+
+    def __init__(self, log: list) -> None:
+        super().__init__()
+        self.log = log
+
+    def _on_rollout_start(self) -> None:
+        model = self.model
+        groups = [
+            (group.task, group.iteration, group.tasks_started, group.warmup_length, model.trainer.phase(group))
+            for group in model.trainer.groups
+        ]
+        self.log.append((model.iteration, model.num_timesteps, groups))
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def _flatten(tree, prefix: str = "") -> dict:
+    if th.is_tensor(tree):
+        return {prefix: tree}
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in _flatten(value, f"{prefix}/{key}").items()}
+    if isinstance(tree, (list, tuple)):
+        return {k: v for i, value in enumerate(tree) for k, v in _flatten(value, f"{prefix}/{i}").items()}
+    return {prefix: tree}
+
+
+def _small(seed: int = 0) -> MLSH:
+    return MLSH(
+        "MlpPolicy", make_toy(), n_envs=4, task_groups=2, n_steps=8, macro_duration=4, warmup_iterations=2,
+        joint_iterations=1, seed=seed,
+    )  # fmt: skip
+
+
+def test_save_load_then_learn_continues_the_schedule_of_an_uninterrupted_run(tmp_path):
+    iteration_steps = 4 * 8
+    uninterrupted: list = []
+    _small().learn(9 * iteration_steps, callback=ScheduleRecorder(uninterrupted))
+
+    interrupted: list = []
+    first = _small()
+    first.learn(4 * iteration_steps, callback=ScheduleRecorder(interrupted))
+    first.save(tmp_path / "half.zip")
+    saved_params = _flatten(first.get_parameters())
+    saved_counters = (
+        first.num_timesteps,
+        first.iteration,
+        first.subpolicy_learner._n_updates,
+        [m._n_updates for m in first.masters],
+    )
+    saved_rngs = (
+        th.get_rng_state(),
+        np.random.get_state()[1].copy(),
+        first.trainer.rng.bit_generator.state,
+        first.collector.rng.bit_generator.state,
+    )
+    # Disturb every generator: load must restore them.
+    th.manual_seed(123)
+    np.random.seed(123)
+    second = MLSH.load(tmp_path / "half.zip")
+
+    loaded_params = _flatten(second.get_parameters())  # sub-policies, masters and all their optimizers
+    assert loaded_params.keys() == saved_params.keys()
+    for key, value in saved_params.items():
+        assert th.equal(value, loaded_params[key]) if th.is_tensor(value) else value == loaded_params[key], key
+    assert (
+        second.num_timesteps, second.iteration, second.subpolicy_learner._n_updates, [m._n_updates for m in second.masters]
+    ) == saved_counters  # fmt: skip
+    assert th.equal(th.get_rng_state(), saved_rngs[0])
+    np.testing.assert_array_equal(np.random.get_state()[1], saved_rngs[1])
+    assert second.trainer.rng.bit_generator.state == saved_rngs[2]
+    assert second.collector.rng.bit_generator.state == saved_rngs[3]
+    assert second.trainer.state_dict()["groups"] == first.trainer.state_dict()["groups"]
+
+    second.learn(5 * iteration_steps, callback=ScheduleRecorder(interrupted), reset_num_timesteps=False)
+    assert second.num_timesteps == 9 * iteration_steps
+    # Same iterations, tasks, phases and master resets as without the interruption (tasks change every W + U = 3).
+    assert interrupted == uninterrupted
+    assert {g[2] for _, _, groups in uninterrupted for g in groups} >= {1, 2, 3}
