@@ -660,6 +660,11 @@ class MLSH(BaseAlgorithm):
 
     # ------------------------------------------------------------------------------------------------- save / load
     def set_random_seed(self, seed: int | None = None) -> None:
+        """
+        Seed torch, NumPy, Python, the envs, the task draws and the master exploration.
+
+        :param seed: The seed (None: unseeded).
+        """
         super().set_random_seed(seed)
         if hasattr(self, "trainer"):
             self.trainer.rng = np.random.default_rng(seed)
@@ -669,6 +674,9 @@ class MLSH(BaseAlgorithm):
         return ["policy", "policy.optimizer"], []
 
     def get_parameters(self) -> dict[str, dict]:
+        """
+        :return: The state dicts of the sub-policy bank, of each task group's master and of all their optimizers.
+        """
         params = {"subpolicies": self.policy.state_dict(), "subpolicies_optimizer": self.policy.optimizer.state_dict()}
         for index, master in enumerate(self.masters):
             params[f"master{index}"] = master.policy.state_dict()
@@ -678,6 +686,14 @@ class MLSH(BaseAlgorithm):
     def set_parameters(
         self, load_path_or_dict: str | dict[str, Any], exact_match: bool = True, device: th.device | str = "auto"
     ) -> None:
+        """
+        Load the parameters that :meth:`get_parameters` returns.
+
+        :param load_path_or_dict: A saved model's zip file, or the dict itself.
+        :param exact_match: Require parameters for every master (False: masters missing from the dict stay as they are).
+        :param device: Torch device to load the zip file to.
+        :raises ModelFileError: when the parameters do not fit this model's architecture.
+        """
         params = (
             load_path_or_dict
             if isinstance(load_path_or_dict, dict)

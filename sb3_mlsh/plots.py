@@ -1,11 +1,12 @@
-"""Learning curves and sub-policy usage from a training run's logs."""
+"""Learning curves and sub-policy usage from training runs' logs, and trajectories coloured by the active sub-policy."""
 
 import os
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_run"]
+__all__ = ["plot_learning_curves", "plot_run", "plot_subpolicy_usage", "plot_trajectories"]
 
 
 def _rolling(values: np.ndarray, window: int) -> np.ndarray:
@@ -66,3 +67,186 @@ def plot_run(log_dir: str, out_path: str | None = None, title: str | None = None
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path
+
+
+def _episodes(log_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    from stable_baselines3.common.monitor import load_results
+
+    episodes = load_results(log_dir).sort_values("t")
+    return np.cumsum(episodes["l"].to_numpy()), episodes["r"].to_numpy()
+
+
+def plot_learning_curves(
+    log_dirs: list[str], out_path: str, labels: list[str] | None = None, window: int = 100, title: str | None = None
+) -> str:
+    """
+    Draw the episode return against primitive steps of several runs on one figure (e.g. MLSH and its baselines).
+
+    :param log_dirs: Run folders with Monitor CSVs (as written by ``python -m sb3_mlsh.train`` or any SB3 run).
+    :param out_path: Where to save the PNG.
+    :param labels: Legend of each run (default: the folder names).
+    :param window: Episodes in the rolling mean.
+    :param title: Figure title.
+    :return: ``out_path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = labels or [os.path.basename(os.path.normpath(log_dir)) for log_dir in log_dirs]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for index, (log_dir, label) in enumerate(zip(log_dirs, labels)):
+        steps, returns = _episodes(log_dir)
+        color = f"C{index}"
+        ax.plot(steps, returns, color=color, alpha=0.1, linewidth=0.5)
+        ax.plot(steps, _rolling(returns, window), color=color, label=label)
+    ax.set_xlabel("primitive env steps")
+    ax.set_ylabel(f"episode return (mean of {window})")
+    ax.set_title(title or "learning curves")
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
+
+
+def plot_subpolicy_usage(log_dir: str, out_path: str) -> str | None:
+    """
+    Draw the share of primitive steps each sub-policy took, per iteration, from ``<log_dir>/iterations.csv``.
+
+    :param log_dir: A run folder written by ``python -m sb3_mlsh.train``.
+    :param out_path: Where to save the PNG.
+    :return: ``out_path``, or None when the run has no ``iterations.csv`` (e.g. a baseline).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = os.path.join(log_dir, "iterations.csv")
+    if not os.path.exists(path):
+        return None
+    iterations = pd.read_csv(path)
+    usage = iterations.filter(regex=r"^subpolicy_usage_\d+$").to_numpy()
+    if len(usage) == 0:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.stackplot(iterations["timesteps"], usage.T, labels=[f"sub-policy {k}" for k in range(usage.shape[1])], alpha=0.85)
+    ax.set_xlabel("primitive env steps")
+    ax.set_ylabel("share of steps")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"sub-policy usage per iteration: {os.path.basename(os.path.normpath(log_dir))}")
+    ax.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
+
+
+#: Task families whose agent position :func:`plot_trajectories` can read (2D plane or grid).
+TRAJECTORY_FAMILIES = ("MovementBanditsEnv", "KeyDoorEnv", "FourRoomsEnv")
+
+
+def _position(env: Any) -> np.ndarray:
+    """:return: The agent's (x, y) in a 2D family, or (column, row) of its cell in FourRooms."""
+    if hasattr(env, "cells"):
+        row, col = env.cells[env.agent]
+        return np.array([col, row], dtype=float)
+    return np.asarray(env.agent, dtype=float).copy()
+
+
+def plot_trajectories(
+    model: Any,
+    out_path: str,
+    n_episodes: int = 4,
+    seed: int = 0,
+    deterministic: bool = False,
+    task: Any = None,
+) -> str:
+    """
+    Draw episodes of a trained model in a 2D or grid task family, each step coloured by the active sub-policy,
+    so that one sees what each skill does.
+
+    :param model: An :class:`~sb3_mlsh.MLSH` model (or the path of one) trained on MovementBandits, KeyDoor or FourRooms.
+    :param out_path: Where to save the PNG.
+    :param n_episodes: Episodes to draw (one panel each).
+    :param seed: Seed of the env resets and the task draws.
+    :param deterministic: Act with the mode of the master's and the sub-policies' distributions.
+    :param task: The task of every episode (default: drawn from the model's task sampler).
+    :return: ``out_path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if isinstance(model, (str, os.PathLike)):
+        from sb3_mlsh.mlsh import MLSH
+
+        model = MLSH.load(model)
+    env = model.task_sampler.make_env()
+    base = env.unwrapped
+    if not isinstance(base, tuple(_family_classes())):
+        raise TypeError(
+            f"plot_trajectories draws the 2D and grid families {TRAJECTORY_FAMILIES}, not {type(base).__name__}: "
+            "there is no agent position to draw."
+        )
+    rng = np.random.default_rng(seed)
+    colors = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, n_episodes, figsize=(3.2 * n_episodes, 3.4), squeeze=False)
+    for episode, ax in enumerate(axes[0]):
+        episode_task = task if task is not None else model.task_sampler.sample(1, rng=rng)[0]
+        env.get_wrapper_attr("set_task")(episode_task)
+        obs, _ = env.reset(seed=seed + episode)
+        positions, subpolicies, state, start, done = [_position(base)], [], None, True, False
+        while not done:
+            action, state = model.predict(obs, state=state, episode_start=np.array([start]), deterministic=deterministic)
+            subpolicies.append(int(np.asarray(state).reshape(-1, 2)[0, 0]))
+            obs, _, terminated, truncated, _ = env.step(action)
+            positions.append(_position(base))
+            start, done = False, terminated or truncated
+        path = np.array(positions)
+        if hasattr(base, "walls"):
+            ax.imshow(
+                base.walls,
+                cmap="Greys",
+                origin="upper",
+                extent=(-0.5, base.walls.shape[1] - 0.5, base.walls.shape[0] - 0.5, -0.5),
+            )
+            row, col = base.task
+            ax.plot(col, row, marker="*", markersize=14, color="gold", markeredgecolor="k")
+            path = path + rng.normal(0.0, 0.08, size=path.shape)  # jitter: grid paths overlap
+        else:
+            ax.set_xlim(0, base.size)
+            ax.set_ylim(0, base.size)
+            for index, goal in enumerate(base.goals):
+                paying = index == base.task
+                ax.add_patch(plt.Circle(goal, base.goal_radius, color="tab:green" if paying else "lightgrey", alpha=0.5))
+            if hasattr(base, "key"):
+                ax.plot(*base.key, marker="P", markersize=10, color="goldenrod")
+        for step, k in enumerate(subpolicies):
+            ax.plot(path[step : step + 2, 0], path[step : step + 2, 1], color=colors(k % 10), linewidth=2)
+        ax.plot(*path[0], marker="o", color="k", markersize=5)
+        ax.set_title(f"task {episode_task}", fontsize="small")
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [
+        plt.Line2D([], [], color=colors(k % 10), linewidth=2, label=f"sub-policy {k}") for k in range(model.n_subpolicies)
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=min(model.n_subpolicies, 8), fontsize="small")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.97))
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    env.close()
+    return out_path
+
+
+def _family_classes() -> list[type]:
+    try:
+        from mlsh_envs import FourRoomsEnv, KeyDoorEnv, MovementBanditsEnv
+    except ImportError:  # pragma: no cover
+        return []
+    return [MovementBanditsEnv, KeyDoorEnv, FourRoomsEnv]

@@ -84,6 +84,35 @@ class _MLPBank(nn.Module):
                     theta[bank, start : start + n_in * n_out] = linear.weight.t().reshape(-1)
                     theta[bank, start + n_in * n_out : start + n_in * n_out + n_out] = linear.bias
 
+    #: From this batch size on, :meth:`selected` runs each network on its own samples (1x the matmul work) instead of
+    #: every network on every sample (Kx the work in one batched matmul per layer, cheaper for small batches).
+    chunked_from_batch = 512
+
+    def selected(self, theta: th.Tensor, features: th.Tensor, index: th.Tensor) -> th.Tensor:
+        """
+        :param theta: The parameter matrix (K rows).
+        :param features: Inputs of shape (batch, n_in).
+        :param index: Which network each sample goes through, shape (batch,).
+        :return: Each sample's output of its own network, shape (batch, n_out).
+        """
+        batch = features.shape[0]
+        if batch < self.chunked_from_batch:
+            return self(theta, features)[index, th.arange(batch, device=features.device)]
+        order = th.argsort(index, stable=True)
+        counts = th.bincount(index, minlength=self.n_banks).tolist()
+        outputs = []
+        for bank, chunk in enumerate(th.split(features[order], counts)):
+            if len(chunk) == 0:
+                continue
+            hidden = chunk
+            for layer, (start, n_in, n_out) in enumerate(self.layers):
+                middle = start + n_in * n_out
+                hidden = th.addmm(theta[bank, middle : middle + n_out], hidden, theta[bank, start:middle].view(n_in, n_out))
+                if layer < len(self.layers) - 1:
+                    hidden = self.activation(hidden)
+            outputs.append(hidden)
+        return th.cat(outputs)[th.argsort(order)]
+
     def forward(self, theta: th.Tensor, features: th.Tensor) -> th.Tensor:
         """
         :param theta: The parameter matrix (K rows).
@@ -316,8 +345,7 @@ class SubPolicyBankPolicy(BasePolicy):
         return features, one_hot.argmax(dim=1)
 
     def _distribution(self, features: th.Tensor, index: th.Tensor) -> Distribution:
-        rows = th.arange(features.shape[0], device=features.device)
-        action_outputs = self.actor(self.theta, features)[index, rows]
+        action_outputs = self.actor.selected(self.theta, features, index)
         if isinstance(self.action_dist, DiagGaussianDistribution):
             return self.action_dist.proba_distribution(action_outputs, self.log_std[index])
         return self.action_dist.proba_distribution(action_logits=action_outputs)
@@ -353,15 +381,15 @@ class SubPolicyBankPolicy(BasePolicy):
         features, index = self.split_observation(obs)
         self._active = (th.bincount(index, minlength=self.n_subpolicies) > 0).cpu().numpy()
         distribution = self._distribution(features, index)
-        values = self.critic(self.theta, features).squeeze(-1)[index, th.arange(features.shape[0], device=features.device)]
-        return values.unsqueeze(-1), distribution.log_prob(actions), distribution.entropy()
+        values = self.critic.selected(self.theta, features, index)
+        return values, distribution.log_prob(actions), distribution.entropy()
 
     def get_distribution(self, obs: PyTorchObs) -> Distribution:
         return self._distribution(*self.split_observation(obs))
 
     def predict_values(self, obs: PyTorchObs) -> th.Tensor:
         features, index = self.split_observation(obs)
-        return self.critic(self.theta, features).squeeze(-1)[index, th.arange(features.shape[0], device=features.device)].unsqueeze(-1)
+        return self.critic.selected(self.theta, features, index)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self.get_distribution(observation).get_actions(deterministic=deterministic)

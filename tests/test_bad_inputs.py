@@ -121,3 +121,27 @@ def test_cli_prints_one_clear_line_instead_of_a_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and "must be a mapping" in result.stderr
+
+
+class DiscreteObsEnv(ToyTaskEnv):
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Discrete(4)
+
+    def _obs(self) -> int:
+        return self.t % 4
+
+
+class ImageObsEnv(ToyTaskEnv):
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Box(0, 255, shape=(36, 36, 3), dtype=np.uint8)
+
+    def _obs(self) -> np.ndarray:
+        return np.zeros((36, 36, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("env_class, message", [(DiscreteObsEnv, "FlattenObservation"), (ImageObsEnv, "Image observations")])
+def test_unsupported_observation_spaces_name_the_fix(env_class, message):
+    with pytest.raises(TypeError, match=message):
+        small_model(lambda: gym.wrappers.TimeLimit(env_class(), 10))

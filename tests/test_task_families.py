@@ -261,10 +261,12 @@ def test_ant_obstacle_course_tasks_differ():
 
 def test_humanoid_walk_crawl_tasks_differ_and_ceilings():
     env = gym.make("mlsh/HumanoidWalkCrawl-v0")
-    actions = [np.zeros(17)] * 200  # the Humanoid collapses: only a crawl segment pays for lying down
+    # With zero torques the Humanoid collapses and drifts back: a crawl segment pays (negatively) for that drift
+    # while it lies there, a walk segment pays only for the fall's first, upright steps.
+    actions = [np.zeros(17)] * 200
     walk, _ = _rollout(env, ("walk", "crawl", "walk"), actions)
     crawl, _ = _rollout(env, ("crawl", "walk", "walk"), actions)
-    assert crawl > walk
+    assert walk != crawl
     unwrapped: HumanoidWalkCrawlEnv = env.unwrapped
     assert env.observation_space.shape == (350,)
     assert unwrapped.segment_at(-5.0) == 0 and unwrapped.segment_at(6.0) == 1 and unwrapped.segment_at(99.0) == 2
@@ -282,6 +284,46 @@ def test_humanoid_walk_crawl_tasks_differ_and_ceilings():
             {int(bodies[g1]), int(bodies[g2])} & ceilings for g1, g2 in zip(contacts.geom1, contacts.geom2, strict=True)
         )
         assert touched == touches
+
+
+def test_humanoid_walk_crawl_pays_progress_not_standing_or_lying_still():
+    env = gym.make("mlsh/HumanoidWalkCrawl-v0")
+    unwrapped: HumanoidWalkCrawlEnv = env.unwrapped
+    # Lying still (the collapsed Humanoid, zero torques) in a crawl segment earns about nothing, not the alive bonus.
+    zero_return, _ = _rollout(env, ("crawl", "walk", "walk"), [np.zeros(17)] * 150)
+    lying = unwrapped.data.qpos.copy()
+    assert lying[2] < unwrapped.crawl_height
+    rest = []
+    for _ in range(20):
+        _, reward, _, _, info = env.step(np.zeros(17))
+        assert info["segment_type"] == "crawl" and info["pays"]
+        rest.append(reward)
+    assert abs(np.mean(rest)) < 0.5
+    assert zero_return < 150 * 0.5
+    # The same lying (crawl segment) and the reset's standing (walk segment) Humanoid, at rest or moved forward at
+    # 1 m/s through the root's velocity: progress earns about the alive bonus plus the forward reward, rest nothing.
+    unwrapped.set_task(("walk", "crawl", "walk"))
+    for x, qpos, segment_type in ((3.0, None, "walk"), (7.0, lying, "crawl")):
+        rewards = []
+        for speed in (0.0, 1.0):
+            env.reset(seed=0)
+            qpos = unwrapped.data.qpos.copy() if qpos is None else qpos.copy()
+            qpos[0] = x
+            qvel = np.zeros(unwrapped.model.nv)
+            qvel[0] = speed
+            unwrapped.set_state(qpos, qvel)
+            _, reward, _, _, info = env.step(np.zeros(17))
+            assert info["segment_type"] == segment_type and info["pays"]
+            rewards.append(reward)
+        at_rest, moving = rewards
+        assert abs(at_rest) < 0.1
+        assert moving > at_rest + 5.0  # 5 (alive bonus, from 0.5 m/s) + 1.25 * v
+    # Backing off pays less than standing still: swaying in place earns nothing on average.
+    env.reset(seed=0)
+    qvel = np.zeros(unwrapped.model.nv)
+    qvel[0] = -0.25
+    unwrapped.set_state(unwrapped.data.qpos.copy(), qvel)
+    assert env.step(np.zeros(17))[1] < -2.0
 
 
 @pytest.mark.parametrize("env_id", GRID_IDS)
