@@ -153,6 +153,7 @@ class MLSH(BaseAlgorithm):
     :param stagger_groups: Stagger the task groups' phases so that sub-policy updates spread evenly.
     :param vec_env_class: ``DummyVecEnv`` (default) or ``SubprocVecEnv``.
     :param monitor_dir: Where the Monitor CSVs go (None: not written).
+    :param monitor_kwargs: Keyword arguments of SB3's ``Monitor`` (e.g. ``override_existing=False`` to append).
     :param stats_window_size: Episodes averaged in ``rollout/*`` logs.
     :param tensorboard_log: TensorBoard log folder.
     :param verbose: 0 silent, 1 logs every ``log_interval`` iterations.
@@ -184,6 +185,7 @@ class MLSH(BaseAlgorithm):
         stagger_groups: bool = True,
         vec_env_class: type[VecEnv] | None = None,
         monitor_dir: str | None = None,
+        monitor_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         verbose: int = 0,
@@ -216,7 +218,12 @@ class MLSH(BaseAlgorithm):
 
         observation_space, action_space = self._checked_spaces()
         env = make_vec_env(
-            self.task_sampler.make_env, n_envs=n_envs, seed=seed, vec_env_cls=self.vec_env_class, monitor_dir=monitor_dir
+            self.task_sampler.make_env,
+            n_envs=n_envs,
+            seed=seed,
+            vec_env_cls=self.vec_env_class,
+            monitor_dir=monitor_dir,
+            monitor_kwargs=monitor_kwargs,
         )
         self._check_vec_env_spaces(env, observation_space, action_space)
         super().__init__(

@@ -169,6 +169,7 @@ class SubPolicyOptimizer:
         return [group for optimizer in self.optimizers for group in optimizer.param_groups]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients of the stacked parameters and of every sub-policy's aliases."""
         for param in self.stacked_parameters:
             param.grad = None
         for aliases in self.aliases:
@@ -176,6 +177,7 @@ class SubPolicyOptimizer:
                 alias.grad = None
 
     def step(self) -> None:
+        """Clip and step the optimizer of each sub-policy that had samples in the last minibatch; leave the others."""
         for index in np.flatnonzero(self.active()):
             aliases = self.aliases[index]
             for alias, param in zip(aliases, self.stacked_parameters):
@@ -187,9 +189,13 @@ class SubPolicyOptimizer:
             self.optimizers[index].step()
 
     def state_dict(self) -> dict[str, Any]:
+        """:return: The state of every sub-policy's optimizer."""
         return {"subpolicies": [optimizer.state_dict() for optimizer in self.optimizers]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """
+        :param state_dict: As returned by :meth:`state_dict`, for the same number of sub-policies.
+        """
         if len(state_dict["subpolicies"]) != len(self.optimizers):
             raise ValueError(
                 f"Optimizer state for {len(state_dict['subpolicies'])} sub-policies cannot be loaded "
@@ -314,6 +320,7 @@ class SubPolicyBankPolicy(BasePolicy):
 
     @property
     def log_std(self) -> th.Tensor:
+        """The Gaussian log-std of every sub-policy, shape (K, action dim) (Box actions only)."""
         if self.log_std_slice is None:
             raise AttributeError("Discrete actions have no log-std.")
         return self.theta[:, self.log_std_slice]
@@ -374,10 +381,22 @@ class SubPolicyBankPolicy(BasePolicy):
         return actions, values.unsqueeze(-1), distribution.log_prob(actions), all_values
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """
+        :param obs: A batch of sub-policy observations.
+        :param deterministic: Take the mode of each distribution.
+        :return: Actions, values and log-probabilities, each from the sample's active sub-policy.
+        """
         actions, values, log_prob, _ = self.act(obs, deterministic)
         return actions, values, log_prob
 
     def evaluate_actions(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """
+        Evaluate a minibatch for PPO's loss, and note which sub-policies it contains (only those are stepped).
+
+        :param obs: A batch of sub-policy observations.
+        :param actions: The actions taken.
+        :return: Values, log-probabilities and entropies under each sample's active sub-policy.
+        """
         features, index = self.split_observation(obs)
         self._active = (th.bincount(index, minlength=self.n_subpolicies) > 0).cpu().numpy()
         distribution = self._distribution(features, index)
@@ -385,9 +404,17 @@ class SubPolicyBankPolicy(BasePolicy):
         return values, distribution.log_prob(actions), distribution.entropy()
 
     def get_distribution(self, obs: PyTorchObs) -> Distribution:
+        """
+        :param obs: A batch of sub-policy observations.
+        :return: The action distribution of each sample's active sub-policy.
+        """
         return self._distribution(*self.split_observation(obs))
 
     def predict_values(self, obs: PyTorchObs) -> th.Tensor:
+        """
+        :param obs: A batch of sub-policy observations.
+        :return: The value of each sample under its active sub-policy, shape (batch, 1).
+        """
         features, index = self.split_observation(obs)
         return self.critic.selected(self.theta, features, index)
 

@@ -124,10 +124,12 @@ class TaskSampler:
 
     @property
     def observation_space(self) -> spaces.Space:
+        """The observation space shared by every task of the family."""
         return self.probe_env.observation_space
 
     @property
     def action_space(self) -> spaces.Space:
+        """The action space shared by every task of the family."""
         return self.probe_env.action_space
 
     def sample(self, n: int = 1, rng: np.random.Generator | None = None) -> list[Any]:
@@ -159,6 +161,7 @@ class TaskSampler:
         return TaskSampler(self.env, split=split, env_kwargs=self.env_kwargs, seed=int(self.rng.integers(2**31)))
 
     def close(self) -> None:
+        """Close the env kept to read spaces and draw tasks."""
         if self._probe is not None:
             self._probe.close()
             self._probe = None

@@ -123,6 +123,8 @@ def load_hyperparams(env_id: str, path: str | None = None) -> dict[str, Any]:
             table = yaml.safe_load(file) or {}
         except yaml.YAMLError as error:
             raise HyperparameterError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(table, dict):
+        raise HyperparameterError(f"{path} must map env ids to hyperparameters at its top level, got {type(table).__name__}.")
     if env_id not in table:
         close = difflib.get_close_matches(env_id, list(table), n=3)
         raise HyperparameterError(
@@ -222,10 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> MLSH:
-    args = build_parser().parse_args(argv)
+    """
+    Run ``python -m sb3_mlsh.train``.
+
+    :param argv: Command-line arguments (default: ``sys.argv[1:]``).
+    :return: The trained model.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
     th.set_num_threads(1)
     if args.resume is None and args.env is None:
-        build_parser().error("give --env (or --resume RUN_FOLDER)")
+        parser.error("give --env (or --resume RUN_FOLDER)")
     if args.resume is not None:
         run_folder = args.resume
         with open(os.path.join(run_folder, "config.yml")) as file:
@@ -233,8 +242,16 @@ def main(argv: list[str] | None = None) -> MLSH:
         env_id = config["env"]
         kwargs, n_timesteps, _ = parse_hyperparams(config["hyperparams"], env_id)
         checkpoint = _latest_checkpoint(run_folder)
+        if args.save_freq == parser.get_default("save_freq"):
+            args.save_freq = config.get("save_freq", args.save_freq)
+        # Append to the Monitor CSVs: the episodes before the interruption stay in the learning curve.
         model = MLSH.load(
-            checkpoint, verbose=args.verbose, tensorboard_log=run_folder, monitor_dir=run_folder, device=args.device
+            checkpoint,
+            verbose=args.verbose,
+            tensorboard_log=run_folder,
+            monitor_dir=run_folder,
+            monitor_kwargs={"override_existing": False},
+            device=args.device,
         )
         print(f"Resuming {run_folder} from {checkpoint} at {model.num_timesteps} steps (target {n_timesteps}).")
     else:
@@ -247,7 +264,8 @@ def main(argv: list[str] | None = None) -> MLSH:
         run_folder = _run_folder(args.log_folder, env_id)
         os.makedirs(run_folder)
         with open(os.path.join(run_folder, "config.yml"), "w") as file:
-            yaml.safe_dump({"env": env_id, "seed": args.seed, "hyperparams": entry}, file, sort_keys=False)
+            config = {"env": env_id, "seed": args.seed, "save_freq": args.save_freq, "hyperparams": entry}
+            yaml.safe_dump(config, file, sort_keys=False)
         model = MLSH(
             policy,
             env_id,

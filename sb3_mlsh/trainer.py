@@ -40,6 +40,7 @@ class TaskGroup:
 
     @property
     def phase(self) -> str:
+        """``"warmup"`` (only the master learns) or ``"joint"`` (the sub-policies learn from this group too)."""
         return WARMUP if self.iteration < self.warmup_length else JOINT
 
 
@@ -96,6 +97,7 @@ class MLSHMetaTrainer:
 
     @property
     def n_groups(self) -> int:
+        """Number of task groups G."""
         return len(self.groups)
 
     def fix_task(self, task: Any, phase: str = WARMUP) -> None:
@@ -109,6 +111,10 @@ class MLSHMetaTrainer:
         self.fixed_phase = phase
 
     def phase(self, group: TaskGroup) -> str:
+        """
+        :param group: A task group.
+        :return: Its phase this iteration (the fixed phase in transfer mode).
+        """
         return self.fixed_phase if self.fixed_phase is not None else group.phase
 
     def joint_env_indices(self) -> np.ndarray:
@@ -171,6 +177,9 @@ class MLSHMetaTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """
+        :param state: As returned by :meth:`state_dict`, for the same number of groups.
+        """
         if len(state["groups"]) != len(self.groups):
             raise ValueError(f"Saved schedule has {len(state['groups'])} task groups, this model has {len(self.groups)}.")
         self.rng.bit_generator.state = state["rng"]

@@ -54,10 +54,16 @@ class MacroActionWrapper(gym.Wrapper):
         self._obs: Any = None
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        """Reset the primitive env; the sub-policies see its observation from here on."""
         self._obs, info = self.env.reset(**kwargs)
         return self._obs, info
 
     def step(self, action: int) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """
+        :param action: The index k of the sub-policy to run for up to ``macro_duration`` primitive steps.
+        :return: The last observation, the summed reward, termination, truncation, and the last info with
+            ``"primitive_steps"`` (how many steps ran).
+        """
         if not self.action_space.contains(action) and not self.action_space.contains(int(np.asarray(action).item())):
             raise ValueError(f"Macro-action {action!r} is not a sub-policy index in {self.action_space}.")
         k = int(np.asarray(action).item())

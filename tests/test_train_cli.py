@@ -63,8 +63,13 @@ def test_main_writes_model_config_monitor_tensorboard_and_plot(tmp_path):
     os.remove(run / "checkpoints" / "mlsh_2000_steps.zip")
     config["hyperparams"]["n_timesteps"] = 3000
     (run / "config.yml").write_text(yaml.safe_dump(config))
+    episodes_before = sum(len(pd.read_csv(run / f"{i}.monitor.csv", skiprows=1)) for i in range(2))
     resumed = main(["--resume", str(run), "--no-progress", "--verbose", "0"])
     assert resumed.num_timesteps == 3000
+    episodes_after = sum(len(pd.read_csv(run / f"{i}.monitor.csv", skiprows=1)) for i in range(2))
+    assert episodes_after > episodes_before, "a resumed run appends to the Monitor CSVs"
+    # The run's --save-freq (1000) is kept from config.yml: new checkpoints every 1000 steps after the resume point.
+    assert sorted(os.listdir(run / "checkpoints")) == ["mlsh_1000_steps.zip", "mlsh_1800_steps.zip", "mlsh_2800_steps.zip"]
     iterations = pd.read_csv(run / "iterations.csv")
     # The checkpoint taken at step 1000 holds the end of iteration 4 (800 steps): iteration 5 runs again.
     assert iterations["iteration"].tolist() == list(range(1, 16))
@@ -98,6 +103,10 @@ def test_linear_schedules_and_dict_strings_are_parsed():
 def test_unknown_env_id_suggests_close_ones(tmp_path):
     with pytest.raises(HyperparameterError, match="Did you mean"):
         load_hyperparams("mlsh/MovementBandit-v0")
+    scalar = tmp_path / "scalar.yml"
+    scalar.write_text("42\n")
+    with pytest.raises(HyperparameterError, match="top level"):
+        load_hyperparams("mlsh/MovementBandits-v0", str(scalar))
     bad = tmp_path / "bad.yml"
     bad.write_text("mlsh/MovementBandits-v0: [1, 2\n")
     with pytest.raises(HyperparameterError, match="not valid YAML"):
