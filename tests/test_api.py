@@ -213,3 +213,15 @@ def test_loading_parameters_of_another_architecture_names_the_fix(tmp_path):
     small_model(n_subpolicies=2).save(tmp_path / "k2.zip")
     with pytest.raises(ModelFileError, match="do not fit this model"):
         MLSH.load(tmp_path / "k2.zip", n_subpolicies=3)
+
+
+def test_subprocess_envs_receive_their_tasks():
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    model = small_model(n_envs=2, task_groups=2, vec_env_class=SubprocVecEnv, factory=make_toy(n_tasks=50))
+    try:
+        model.learn(3 * 32)
+        assert model.env.env_method("get_task") == [group.task for group in model.trainer.groups]
+        assert model.iteration == 3
+    finally:
+        model.env.close()
