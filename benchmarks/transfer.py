@@ -124,12 +124,13 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
         print(f"seed {seed}: meta-trained {args.meta_timesteps} steps in {time.time() - start:.0f} s", flush=True)
 
     start = time.time()
-    shared_env = make_vec_env(lambda: TaskResampling(gym.make(env_id), "train"), n_envs=args.n_envs, seed=seed)
-    shared = PPO("MlpPolicy", shared_env, **ppo_kwargs(args.n_steps, seed))
-    shared.learn(args.shared_timesteps)
     shared_path = os.path.join(args.models, f"shared_{env_id.replace('/', '-')}_seed{seed}.zip")
-    shared.save(shared_path)
-    timings[f"shared_train_seed{seed}_s"] = time.time() - start
+    if not os.path.exists(shared_path) or args.retrain:
+        shared_env = make_vec_env(lambda: TaskResampling(gym.make(env_id), "train"), n_envs=args.n_envs, seed=seed)
+        shared = PPO("MlpPolicy", shared_env, **ppo_kwargs(args.n_steps, seed))
+        shared.learn(args.shared_timesteps)
+        shared.save(shared_path)
+        timings[f"shared_train_seed{seed}_s"] = time.time() - start
 
     if env_id in TWO_TASK_FAMILIES:
         # Did the sub-policies specialise, or collapse onto the same goal (the failure reported for the original)?
@@ -138,7 +139,10 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
         timings["collapsed"] = float(len(set(best_task.tolist())) < 2)
         timings["subpolicy_task_returns"] = matrix.round(1).tolist()  # type: ignore[assignment]
         print(f"seed {seed}: sub-policy x task returns {matrix.round(1).tolist()}", flush=True)
-    tasks = make_task_sampler(env_id, split="test", seed=1000 + seed).sample(args.tasks)
+    if env_id in TWO_TASK_FAMILIES:
+        tasks = [0, 1]  # both: a draw of two could give the same task twice and favour whichever goal a policy prefers
+    else:
+        tasks = make_task_sampler(env_id, split="test", seed=1000 + seed).sample(args.tasks)
     for task_index, task in enumerate(tasks):
         for method in ("mlsh", "mlsh_joint"):
             model = MLSH.load(model_path, n_envs=args.n_envs, n_steps=args.n_steps, task_groups=1, seed=seed, device="cpu")
@@ -214,7 +218,7 @@ def main() -> None:
     parser.add_argument("--meta-timesteps", type=int, default=1_500_000, help="MLSH meta-training budget")
     parser.add_argument("--shared-timesteps", type=int, default=500_000, help="budget of the shared PPO policy")
     parser.add_argument("--iterations", type=int, default=10, help="iterations on each new task")
-    parser.add_argument("--tasks", type=int, default=2, help="new tasks per seed")
+    parser.add_argument("--tasks", type=int, default=2, help="new tasks per seed (two-task families: both tasks)")
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--n-steps", type=int, default=250, help="steps per env per iteration")
     parser.add_argument("--models", default=os.path.join(RESULTS, "models"), help="where meta-trained models are kept")
@@ -250,6 +254,12 @@ def main() -> None:
         os.path.join(RESULTS, f"transfer_{name}.png"),
     )
     print(summary.to_string(index=False))
+    if "collapsed" in frame.columns:
+        per_seed = frame.groupby("seed")[["collapsed", "subpolicy_task_returns"]].first()
+        per_seed.to_csv(os.path.join(RESULTS, f"transfer_{name}_subpolicies.csv"))
+        collapsed = int(per_seed["collapsed"].sum())
+        print(f"collapse (both sub-policies best on the same goal): {collapsed} of {len(per_seed)} seeds")
+        print(per_seed.to_string())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {th.__version__}; seed files: {files}")
 
 
