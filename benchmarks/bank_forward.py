@@ -9,15 +9,14 @@ Writes benchmarks/results/bank_forward.csv.
 """
 
 import argparse
-import csv
 import os
-import platform
 import time
 from collections.abc import Callable
 from functools import partial
 
 import numpy as np
 import torch as th
+from _common import machine, write_csv
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 
@@ -112,12 +111,8 @@ def main() -> None:
             row = {key: round(value, 3) if isinstance(value, float) else value for key, value in row.items()}
             rows.append(row)
             print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {th.__version__}, 1 thread; wrote {args.out}")
+    write_csv(rows, args.out)
+    print(f"machine: {machine()}; wrote {args.out}")
 
 
 if __name__ == "__main__":

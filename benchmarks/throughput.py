@@ -12,14 +12,13 @@ machine load; the median over rounds is reported. Writes benchmarks/results/thro
 """
 
 import argparse
-import csv
 import os
-import platform
 import time
 from typing import Any
 
 import numpy as np
 import torch as th
+from _common import machine, write_csv
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -112,15 +111,8 @@ def main() -> None:
         }
         rows.append(row)
         print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {th.__version__}, "
-        f"1 torch thread; {time.time() - started:.0f} s in all; wrote {args.out}"
-    )
+    write_csv(rows, args.out)
+    print(f"machine: {machine()}; {time.time() - started:.0f} s in all; wrote {args.out}")
 
 
 if __name__ == "__main__":

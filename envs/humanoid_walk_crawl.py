@@ -8,16 +8,22 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv
-from gymnasium.utils import seeding
 
-from mlsh_envs.mujoco_utils import GYMNASIUM_ASSETS, add_box_pool, check_split, compile_model, place_boxes
+from mlsh_envs.mujoco_utils import (
+    GYMNASIUM_ASSETS,
+    TaskResetMixin,
+    add_box_pool,
+    check_split,
+    compile_model,
+    place_boxes,
+)
 
 __all__ = ["SEGMENT_TYPES", "HumanoidWalkCrawlEnv"]
 
 SEGMENT_TYPES = ("walk", "crawl")
 
 
-class HumanoidWalkCrawlEnv(HumanoidEnv):
+class HumanoidWalkCrawlEnv(TaskResetMixin, HumanoidEnv):
     """
     Gymnasium's Humanoid (``Humanoid-v5`` model and dynamics) on a course split along x into ``n_segments``
     segments of ``segment_length`` metres, starting at ``x = course_start``. A task is the sequence of segment
@@ -172,9 +178,6 @@ class HumanoidWalkCrawlEnv(HumanoidEnv):
             )
         self._next_task = tuple(task)
 
-    def get_task(self) -> tuple[str, ...]:
-        return self.task
-
     def _apply_task(self) -> None:
         # Segment types as plain ints (0 walk, 1 crawl): the step reads one per call, faster than from an array.
         self._crawl_list = [SEGMENT_TYPES.index(kind) for kind in self.task]
@@ -189,15 +192,6 @@ class HumanoidWalkCrawlEnv(HumanoidEnv):
         :return: Index of the segment there (before the course: 0; after it: the last).
         """
         return min(max(int((x - self.course_start) // self.segment_length), 0), self.n_segments - 1)
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        if seed is not None:
-            self._np_random, self._np_random_seed = seeding.np_random(seed)
-        self.task = self._next_task
-        self._apply_task()
-        obs, info = super().reset(options=options)
-        info["task"] = self.task
-        return obs, info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         data = self.data

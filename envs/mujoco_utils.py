@@ -11,7 +11,15 @@ from gymnasium import spaces
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.utils import seeding
 
-__all__ = ["GYMNASIUM_ASSETS", "AntNavigationEnv", "add_box_pool", "check_split", "compile_model", "place_boxes"]
+__all__ = [
+    "GYMNASIUM_ASSETS",
+    "AntNavigationEnv",
+    "TaskResetMixin",
+    "add_box_pool",
+    "check_split",
+    "compile_model",
+    "place_boxes",
+]
 
 #: Folder of Gymnasium's MuJoCo models (ant.xml, humanoid.xml), which the families build on.
 GYMNASIUM_ASSETS = os.path.join(os.path.dirname(gymnasium.envs.mujoco.__file__), "assets")
@@ -93,7 +101,33 @@ def place_boxes(model: mujoco.MjModel, data: mujoco.MjData, body_ids: np.ndarray
     data.mocap_pos[model.body_mocapid[body_ids]] = positions
 
 
-class AntNavigationEnv(AntEnv):
+class TaskResetMixin:
+    """
+    The task protocol's reset for MuJoCo families: seed first (so that the task may be applied with ``np_random``),
+    switch to the task given by ``set_task`` and apply it (``_apply_task``), then let the base env reset.
+    """
+
+    task: Any
+    _next_task: Any
+
+    def _apply_task(self) -> None:
+        raise NotImplementedError
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        if seed is not None:
+            self._np_random, self._np_random_seed = seeding.np_random(seed)
+        self.task = self._next_task
+        self._apply_task()
+        obs, info = super().reset(options=options)  # type: ignore[misc]
+        info["task"] = self.task
+        return obs, info
+
+    def get_task(self) -> Any:
+        """:return: The task of the current episode."""
+        return self.task
+
+
+class AntNavigationEnv(TaskResetMixin, AntEnv):
     """
     Gymnasium's Ant (``Ant-v5``) made a navigation robot: its observation keeps the torso's x and y
     (``exclude_current_positions_from_observation=False``: 107 numbers with the clipped contact forces),
@@ -183,16 +217,6 @@ class AntNavigationEnv(AntEnv):
         """
         raise NotImplementedError
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        # Seed first, so that subclasses may draw with np_random while applying the task.
-        if seed is not None:
-            self._np_random, self._np_random_seed = seeding.np_random(seed)
-        self.task = self._next_task
-        self._apply_task()
-        obs, info = super().reset(options=options)
-        info["task"] = self.task
-        return obs, info
-
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         xy_before = self.data.qpos[:2].copy()
         self.do_simulation(action, self.frame_skip)
@@ -203,6 +227,3 @@ class AntNavigationEnv(AntEnv):
         if self.render_mode == "human":
             self.render()
         return self._get_obs(), float(reward), False, False, info
-
-    def get_task(self) -> Any:
-        return self.task
