@@ -67,7 +67,8 @@ def _max_episode_steps(env: gym.Env) -> int | None:
     if spec is not None and spec.max_episode_steps is not None:
         return int(spec.max_episode_steps)
     while isinstance(env, gym.Wrapper):
-        if isinstance(env, gym.wrappers.TimeLimit):
+        # Duck-typed: rl-baselines3-zoo swaps gymnasium's TimeLimit class for a subclass of its own.
+        if isinstance(getattr(env, "_max_episode_steps", None), int):
             return int(env._max_episode_steps)
         env = env.env
     return None

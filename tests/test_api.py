@@ -218,7 +218,7 @@ def test_loading_parameters_of_another_architecture_names_the_fix(tmp_path):
 def test_subprocess_envs_receive_their_tasks():
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    model = small_model(n_envs=2, task_groups=2, vec_env_class=SubprocVecEnv, factory=make_toy(n_tasks=50))
+    model = small_model(n_envs=2, task_groups=2, vec_env_class=SubprocVecEnv, factory="mlsh/MovementBandits-v0")
     try:
         model.learn(3 * 32)
         assert model.env.env_method("get_task") == [group.task for group in model.trainer.groups]
