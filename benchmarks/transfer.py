@@ -9,7 +9,7 @@ the mean episode return per iteration (``iteration_steps`` primitive steps) from
 - ``shared``: the shared PPO policy, fine-tuned on the task;
 - ``oracle``: the family's scripted oracle (a constant), where it has one.
 
-    python benchmarks/transfer.py --env mlsh/MovementBandits-v0 --seeds 0 1 2 3 4 --meta-timesteps 1500000
+    python benchmarks/transfer.py --env mlsh/MovementBandits-v0 --seeds 0 1 2 3 4 --meta-timesteps 1000000
 
 Each seed writes benchmarks/results/transfer_<family>_seed<s>.csv (one row per method, task and iteration), so
 seeds can run in separate processes (``--seeds 0 1`` beside ``--seeds 2 3``); ``--summarise`` alone combines every
@@ -107,21 +107,22 @@ def subpolicy_task_returns(model: MLSH, env_id: str, tasks: list[Any], episodes:
 def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], timings: dict[str, float]) -> None:
     """Meta-train (or load) MLSH and the shared policy for ``seed``, then record every method on new tasks."""
     env_id = args.env
-    kwargs, _, _ = parse_hyperparams(load_hyperparams(env_id), env_id)
+    kwargs, n_timesteps, _ = parse_hyperparams(load_hyperparams(env_id), env_id)
+    meta_timesteps = args.meta_timesteps or n_timesteps
     kwargs.update(n_envs=args.n_envs, n_steps=args.n_steps)
     iteration_steps = args.n_envs * args.n_steps
     adapt_steps = args.iterations * iteration_steps
-    model_path = os.path.join(args.models, f"mlsh_{env_id.replace('/', '-')}_seed{seed}.zip")
+    model_path = os.path.join(args.models, f"{args.model_tag}_{env_id.replace('/', '-')}_seed{seed}.zip")
     start = time.time()
     if os.path.exists(model_path) and not args.retrain:
         print(f"seed {seed}: loading {model_path}", flush=True)
     else:
         meta = MLSH("MlpPolicy", make_task_sampler(env_id, split="train", seed=seed), seed=seed, device="cpu", **kwargs)
-        meta.learn(args.meta_timesteps)
+        meta.learn(meta_timesteps)
         os.makedirs(args.models, exist_ok=True)
         meta.save(model_path)
         timings[f"mlsh_meta_train_seed{seed}_s"] = time.time() - start
-        print(f"seed {seed}: meta-trained {args.meta_timesteps} steps in {time.time() - start:.0f} s", flush=True)
+        print(f"seed {seed}: meta-trained {meta_timesteps} steps in {time.time() - start:.0f} s", flush=True)
 
     start = time.time()
     shared_path = os.path.join(args.models, f"shared_{env_id.replace('/', '-')}_seed{seed}.zip")
@@ -215,13 +216,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="mlsh/MovementBandits-v0", choices=mlsh_envs.ENV_IDS)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--meta-timesteps", type=int, default=1_500_000, help="MLSH meta-training budget")
+    parser.add_argument("--meta-timesteps", type=int, default=None, help="MLSH meta-training budget (default: the YAML's)")
     parser.add_argument("--shared-timesteps", type=int, default=500_000, help="budget of the shared PPO policy")
     parser.add_argument("--iterations", type=int, default=10, help="iterations on each new task")
     parser.add_argument("--tasks", type=int, default=2, help="new tasks per seed (two-task families: both tasks)")
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--n-steps", type=int, default=250, help="steps per env per iteration")
     parser.add_argument("--models", default=os.path.join(RESULTS, "models"), help="where meta-trained models are kept")
+    parser.add_argument(
+        "--model-tag", default="default", help="models are <models>/<tag>_<family>_seed<s>.zip (collapse.py's --tag)"
+    )
     parser.add_argument("--retrain", action="store_true", help="meta-train even if a model for the seed exists")
     parser.add_argument("--summarise", action="store_true", help="only combine the seed files present")
     args = parser.parse_args()

@@ -130,43 +130,70 @@ class _MLPBank(nn.Module):
         return hidden
 
 
+def _merge_legacy_optimizer_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    # Models saved by 0.1.0 hold one optimizer per sub-policy: renumber their parameters into one optimizer's groups.
+    merged: dict[str, Any] = {"state": {}, "param_groups": []}
+    offset = 0
+    for state in states:
+        (group,) = state["param_groups"]
+        renumber = {index: offset + position for position, index in enumerate(group["params"])}
+        merged["param_groups"].append({**group, "params": [renumber[index] for index in group["params"]]})
+        merged["state"].update({renumber[index]: value for index, value in state["state"].items()})
+        offset += len(group["params"])
+    return {"n_subpolicies": len(states), "optimizer": merged}
+
+
 class SubPolicyOptimizer:
     """
-    One optimizer per sub-policy, stepped only for the sub-policies present in the last minibatch, with the gradient
-    norm clipped per sub-policy: exactly K separate policies with K optimizers, and a sub-policy without samples is
+    The optimizer of the sub-policy bank: exactly K separate policies with K optimizers. Each sub-policy is a
+    parameter group of its own (its own Adam moments, step count and learning rate), its gradient norm is clipped on
+    its own, and only the sub-policies present in the last minibatch are stepped, so a sub-policy without samples is
     left bit-for-bit unchanged (one shared Adam would still move it through its momentum).
 
     The bank keeps all K sub-policies in one parameter matrix, a row each, for a fast forward; each sub-policy's
-    optimizer works on an alias of its row (same memory), whose gradient is the row of the matrix's gradient.
+    parameter group holds an alias of its row (same memory), whose gradient is the row of the matrix's gradient.
+
+    With ``share_scaled_steps``, a sub-policy with fewer than its fair share (1/K) of the minibatch's samples takes a
+    proportionally smaller step: learning rate ``lr * min(1, K * n_k / n)``. Every sample then moves the parameters
+    about as much, whichever sub-policy it belongs to, and a sub-policy that the masters rarely pick is not dragged
+    towards the current task by a handful of samples (Adam would otherwise rescale their gradient to a full step).
 
     :param stacked_parameters: Parameters whose leading axis indexes the sub-policy.
-    :param active: Returns which sub-policies were present in the last minibatch (bool array of length K).
-    :param optimizer_class: The optimizer of each sub-policy.
+    :param sample_counts: Returns how many samples of each sub-policy the last minibatch had (int array of length K).
+    :param optimizer_class: The optimizer (one instance, one parameter group per sub-policy; it must skip parameters
+        whose gradient is None, as every ``torch.optim`` optimizer does).
     :param lr: Initial learning rate.
     :param max_grad_norm: Gradient-norm clip of each sub-policy.
+    :param share_scaled_steps: Scale each sub-policy's learning rate by its share of the minibatch (see above).
     :param optimizer_kwargs: Passed on to ``optimizer_class``.
     """
 
     def __init__(
         self,
         stacked_parameters: list[nn.Parameter],
-        active: Callable[[], np.ndarray],
+        sample_counts: Callable[[], np.ndarray],
         optimizer_class: type[th.optim.Optimizer],
         lr: float,
         max_grad_norm: float,
+        share_scaled_steps: bool = False,
         **optimizer_kwargs: Any,
     ) -> None:
         self.stacked_parameters = stacked_parameters
-        self.active = active
+        self.sample_counts = sample_counts
         self.max_grad_norm = max_grad_norm
-        n_subpolicies = stacked_parameters[0].shape[0]
-        self.aliases = [[nn.Parameter(p.data[k]) for p in stacked_parameters] for k in range(n_subpolicies)]
-        self.optimizers = [optimizer_class(aliases, lr=lr, **optimizer_kwargs) for aliases in self.aliases]
+        self.share_scaled_steps = share_scaled_steps
+        self.n_subpolicies = stacked_parameters[0].shape[0]
+        self.aliases = [[nn.Parameter(p.data[k]) for p in stacked_parameters] for k in range(self.n_subpolicies)]
+        self.optimizer = optimizer_class([{"params": aliases} for aliases in self.aliases], lr=lr, **optimizer_kwargs)
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
         # SB3's learning-rate schedule writes "lr" into these dicts.
-        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
+        return self.optimizer.param_groups
+
+    def active(self) -> np.ndarray:
+        """:return: Which sub-policies had samples in the last minibatch (bool array of length K)."""
+        return self.sample_counts() > 0
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients of the stacked parameters and of every sub-policy's aliases."""
@@ -177,32 +204,62 @@ class SubPolicyOptimizer:
                 alias.grad = None
 
     def step(self) -> None:
-        """Clip and step the optimizer of each sub-policy that had samples in the last minibatch; leave the others."""
-        for index in np.flatnonzero(self.active()):
-            aliases = self.aliases[index]
-            for alias, param in zip(aliases, self.stacked_parameters):
-                # Re-point at the stacked memory (it moves when the module changes device) and at the slice's gradient.
+        """Clip and step each sub-policy that had samples in the last minibatch; leave the others untouched."""
+        counts = self.sample_counts()
+        active = np.flatnonzero(counts > 0)
+        if len(active) == 0:
+            return
+        grads = [param.grad for param in self.stacked_parameters]
+        if np.isfinite(self.max_grad_norm):
+            squared = sum(grad.flatten(1).square().sum(dim=1) for grad in grads if grad is not None)
+            if isinstance(squared, th.Tensor):
+                # As clip_grad_norm_ per sub-policy, one vectorised op for all K.
+                scale = (self.max_grad_norm / (squared.sqrt() + 1e-6)).clamp(max=1.0)
+                for grad in grads:
+                    if grad is not None:
+                        grad.mul_(scale.view(-1, *([1] * (grad.dim() - 1))))
+        for index in range(self.n_subpolicies):
+            for alias, param, grad in zip(self.aliases[index], self.stacked_parameters, grads):
+                # Re-point at the stacked memory (it moves when the module changes device) and at the row's gradient;
+                # a None gradient makes the optimizer skip the sub-policy, state included.
                 alias.data = param.data[index]
-                alias.grad = None if param.grad is None else param.grad[index]
-            if np.isfinite(self.max_grad_norm):
-                th.nn.utils.clip_grad_norm_(aliases, self.max_grad_norm)
-            self.optimizers[index].step()
+                alias.grad = None if grad is None or counts[index] == 0 else grad[index]
+        if not self.share_scaled_steps:
+            self.optimizer.step()
+            return
+        base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        shares = np.minimum(1.0, self.n_subpolicies * counts / counts.sum())
+        for group, share in zip(self.optimizer.param_groups, shares):
+            group["lr"] = group["lr"] * float(share)
+        try:
+            self.optimizer.step()
+        finally:
+            for group, lr in zip(self.optimizer.param_groups, base_lrs):
+                group["lr"] = lr
 
     def state_dict(self) -> dict[str, Any]:
-        """:return: The state of every sub-policy's optimizer."""
-        return {"subpolicies": [optimizer.state_dict() for optimizer in self.optimizers]}
+        """:return: The optimizer's state (one parameter group per sub-policy)."""
+        return {"n_subpolicies": self.n_subpolicies, "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """
         :param state_dict: As returned by :meth:`state_dict`, for the same number of sub-policies.
         """
-        if len(state_dict["subpolicies"]) != len(self.optimizers):
+        if "subpolicies" in state_dict:
+            state_dict = _merge_legacy_optimizer_states(state_dict["subpolicies"])
+        if state_dict.get("n_subpolicies") != self.n_subpolicies:
             raise ValueError(
-                f"Optimizer state for {len(state_dict['subpolicies'])} sub-policies cannot be loaded "
-                f"into {len(self.optimizers)}."
+                f"Optimizer state for {state_dict.get('n_subpolicies')} sub-policies cannot be loaded "
+                f"into {self.n_subpolicies}."
             )
-        for optimizer, state in zip(self.optimizers, state_dict["subpolicies"]):
-            optimizer.load_state_dict(state)
+        self.optimizer.load_state_dict(state_dict["optimizer"])
+
+    def subpolicy_state(self, index: int) -> dict[str, Any]:
+        """
+        :param index: Which sub-policy.
+        :return: The optimizer state of its parameters (empty until its first step).
+        """
+        return {i: self.optimizer.state[alias] for i, alias in enumerate(self.aliases[index]) if alias in self.optimizer.state}
 
 
 class SubPolicyBankPolicy(BasePolicy):
@@ -220,6 +277,8 @@ class SubPolicyBankPolicy(BasePolicy):
     :param ortho_init: Orthogonal initialisation as in SB3's ``ActorCriticPolicy``.
     :param log_std_init: Initial log-std of Gaussian actions.
     :param max_grad_norm: Gradient-norm clip, applied per sub-policy.
+    :param share_scaled_steps: Scale each sub-policy's learning rate by its share of the minibatch
+        (:class:`SubPolicyOptimizer`).
     :param use_sde: Not supported (must be False); accepted for SB3 compatibility.
     :param normalize_images: Divide image observations by 255.
     :param optimizer_class: Optimizer of each sub-policy.
@@ -237,6 +296,7 @@ class SubPolicyBankPolicy(BasePolicy):
         ortho_init: bool = True,
         log_std_init: float = 0.0,
         max_grad_norm: float = 0.5,
+        share_scaled_steps: bool = False,
         use_sde: bool = False,
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
@@ -263,9 +323,10 @@ class SubPolicyBankPolicy(BasePolicy):
         self.ortho_init = ortho_init
         self.log_std_init = log_std_init
         self.max_grad_norm = max_grad_norm
+        self.share_scaled_steps = share_scaled_steps
         self.env_observation_space = self._env_space()
         self.features_dim = get_flattened_obs_dim(self.env_observation_space)
-        self._active = np.zeros(n_subpolicies, dtype=bool)
+        self._sample_counts = np.zeros(n_subpolicies, dtype=np.int64)
         self._build(lr_schedule)
 
     def _env_space(self) -> spaces.Space:
@@ -304,10 +365,11 @@ class SubPolicyBankPolicy(BasePolicy):
                 self.theta[:, self.log_std_slice] = self.log_std_init
         self.optimizer = SubPolicyOptimizer(  # type: ignore[assignment]
             [self.theta],
-            active=lambda: self._active,
+            sample_counts=lambda: self._sample_counts,
             optimizer_class=self.optimizer_class,
             lr=lr_schedule(1),
             max_grad_norm=self.max_grad_norm,
+            share_scaled_steps=self.share_scaled_steps,
             **self.optimizer_kwargs,
         )
 
@@ -334,6 +396,7 @@ class SubPolicyBankPolicy(BasePolicy):
             ortho_init=self.ortho_init,
             log_std_init=self.log_std_init,
             max_grad_norm=self.max_grad_norm,
+            share_scaled_steps=self.share_scaled_steps,
         )
         return data
 
@@ -398,7 +461,7 @@ class SubPolicyBankPolicy(BasePolicy):
         :return: Values, log-probabilities and entropies under each sample's active sub-policy.
         """
         features, index = self.split_observation(obs)
-        self._active = (th.bincount(index, minlength=self.n_subpolicies) > 0).cpu().numpy()
+        self._sample_counts = th.bincount(index, minlength=self.n_subpolicies).cpu().numpy()
         distribution = self._distribution(features, index)
         values = self.critic.selected(self.theta, features, index)
         return values, distribution.log_prob(actions), distribution.entropy()

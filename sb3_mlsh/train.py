@@ -24,7 +24,7 @@ from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule
 from sb3_mlsh.mlsh import MLSH
 from sb3_mlsh.plots import plot_run
 
-__all__ = ["load_hyperparams", "main", "parse_hyperparams"]
+__all__ = ["load_hyperparams", "main", "override_hyperparams", "parse_hyperparams"]
 
 #: Keys a YAML entry may have besides the MLSH constructor arguments.
 EXTRA_KEYS = {"n_timesteps", "policy"}
@@ -138,13 +138,29 @@ def load_hyperparams(env_id: str, path: str | None = None) -> dict[str, Any]:
     return dict(entry)
 
 
-def _override(entry: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def override_hyperparams(entry: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """
+    :param entry: A YAML entry.
+    :param overrides: ``key:value`` pairs (values in YAML syntax); ``master_kwargs.clip_range:0.3`` sets one key of a
+        nested mapping.
+    :return: A copy of the entry with the overrides applied.
+    """
     entry = dict(entry)
     for item in overrides:
         if ":" not in item:
             raise HyperparameterError(f"--hyperparams takes key:value pairs, got {item!r}.")
         key, value = item.split(":", 1)
-        entry[key] = yaml.safe_load(value)
+        if "." in key:
+            outer, inner = key.split(".", 1)
+            nested = entry.get(outer, {})
+            if not isinstance(nested, dict):
+                raise HyperparameterError(
+                    f"Cannot set {key!r}: {outer!r} is {nested!r}, not a mapping; "
+                    "write it as a YAML mapping to override one key."
+                )
+            entry[outer] = {**nested, inner: yaml.safe_load(value)}
+        else:
+            entry[key] = yaml.safe_load(value)
     return entry
 
 
@@ -201,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[],
         metavar="KEY:VALUE",
-        help="Override entries of the YAML, e.g. n_envs:4 warmup_iterations:5.",
+        help="Override entries of the YAML, e.g. n_envs:4 warmup_iterations:5 master_kwargs.clip_range:0.3.",
     )
     parser.add_argument("--n-timesteps", "-n", type=int, default=None, help="Primitive env steps (overrides the YAML).")
     parser.add_argument("--seed", type=int, default=0, help="Random seed.")
@@ -256,7 +272,7 @@ def main(argv: list[str] | None = None) -> MLSH:
         print(f"Resuming {run_folder} from {checkpoint} at {model.num_timesteps} steps (target {n_timesteps}).")
     else:
         env_id = args.env
-        entry = _override(load_hyperparams(env_id, args.hyperparams_file), args.hyperparams)
+        entry = override_hyperparams(load_hyperparams(env_id, args.hyperparams_file), args.hyperparams)
         kwargs, n_timesteps, policy = parse_hyperparams(entry, env_id)
         if args.n_timesteps is not None:
             n_timesteps = args.n_timesteps

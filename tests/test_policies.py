@@ -8,9 +8,9 @@ from gymnasium import spaces
 from sb3_mlsh.policies import SubPolicyBankPolicy, subpolicy_observation_space
 
 
-def make_bank(k: int, action_space: spaces.Space) -> SubPolicyBankPolicy:
+def make_bank(k: int, action_space: spaces.Space, **kwargs) -> SubPolicyBankPolicy:
     obs_space = subpolicy_observation_space(spaces.Box(-1, 1, (4,), np.float32), k)
-    return SubPolicyBankPolicy(obs_space, action_space, lambda _: 1e-3, n_subpolicies=k)
+    return SubPolicyBankPolicy(obs_space, action_space, lambda _: 1e-3, n_subpolicies=k, **kwargs)
 
 
 def batch(k: int, n: int, only: int | None = None) -> tuple[th.Tensor, th.Tensor]:
@@ -51,7 +51,7 @@ def test_gradients_reach_only_the_selected_subpolicy():
 def test_each_subpolicy_has_its_own_log_std_and_optimizer():
     bank = make_bank(2, spaces.Box(-1, 1, (2,), np.float32))
     assert bank.log_std.shape == (2, 2)
-    assert len(bank.optimizer.optimizers) == 2
+    assert len(bank.optimizer.param_groups) == 2
     before = bank.theta.detach().clone()
     obs, _ = batch(2, 32, only=0)
     values, log_prob, _ = bank.evaluate_actions(obs, th.zeros(32, 2))
@@ -63,3 +63,45 @@ def test_each_subpolicy_has_its_own_log_std_and_optimizer():
     bank.optimizer.load_state_dict(state)
     with pytest.raises(ValueError, match="cannot be loaded"):
         make_bank(3, spaces.Box(-1, 1, (2,), np.float32)).optimizer.load_state_dict(state)
+
+
+def _one_step(bank: SubPolicyBankPolicy, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+    before = bank.theta.detach().clone()
+    values, log_prob, _ = bank.evaluate_actions(obs, actions)
+    bank.optimizer.zero_grad()
+    (values.square().mean() - log_prob.mean()).backward()
+    bank.optimizer.step()
+    return bank.theta.detach() - before
+
+
+def test_gradient_clip_is_per_subpolicy():
+    th.manual_seed(0)
+    bank = make_bank(2, spaces.Discrete(3), max_grad_norm=0.5)
+    obs, _ = batch(2, 64)
+    actions = th.randint(3, (64,))
+    values, log_prob, _ = bank.evaluate_actions(obs, actions)
+    bank.optimizer.zero_grad()
+    (100 * values.square().mean() - log_prob.mean()).backward()
+    expected = []
+    for row in bank.theta.grad.clone():
+        expected.append(row * min(1.0, 0.5 / (row.norm().item() + 1e-6)))
+    bank.optimizer.step()
+    for k in range(2):
+        th.testing.assert_close(bank.optimizer.aliases[k][0].grad, expected[k])
+        assert bank.optimizer.aliases[k][0].grad.norm() <= 0.5 + 1e-5
+
+
+def test_share_scaled_steps_shrink_the_step_of_a_rarely_used_subpolicy():
+    th.manual_seed(0)
+    plain, scaled = make_bank(2, spaces.Discrete(3)), make_bank(2, spaces.Discrete(3), share_scaled_steps=True)
+    scaled.load_state_dict(plain.state_dict())
+    index = th.tensor([0] * 30 + [1] * 2)
+    obs = th.cat([th.rand(32, 4), th.nn.functional.one_hot(index, 2).float()], dim=1)
+    actions = th.randint(3, (32,))
+    plain_step, scaled_step = _one_step(plain, obs, actions), _one_step(scaled, obs, actions)
+    # Adam's first step moves every parameter by about the learning rate, whatever the gradient's scale:
+    # sub-policy 1 holds 2 of 32 samples, so its learning rate is scaled by K * 2 / 32 = 1/8; sub-policy 0 keeps its own.
+    th.testing.assert_close(scaled_step[0], plain_step[0])
+    ratio = scaled_step[1].abs().max() / plain_step[1].abs().max()
+    assert ratio == pytest.approx(1 / 8, rel=1e-3)
+    assert scaled.optimizer.param_groups[1]["lr"] == plain.optimizer.param_groups[1]["lr"] == 1e-3

@@ -13,7 +13,7 @@ from sb3_mlsh.train import HyperparameterError, load_hyperparams, main, parse_hy
 
 def test_every_task_family_has_a_yaml_entry_with_the_papers_schedule():
     expected = {  # (K, N, W, U) from the paper's appendix
-        "mlsh/MovementBandits-v0": (2, 10, 4, 1),  # W = 9 in the paper; see the YAML's comment
+        "mlsh/MovementBandits-v0": (2, 10, 2, 1),  # W = 9 in the paper; see the YAML's comment
         "mlsh/FourRooms-v0": (4, 25, 20, 30),
         "mlsh/AntTwowalk-v0": (2, 200, 20, 40),
         "mlsh/AntMaze-v0": (3, 200, 20, 40),
@@ -111,3 +111,17 @@ def test_unknown_env_id_suggests_close_ones(tmp_path):
     bad.write_text("mlsh/MovementBandits-v0: [1, 2\n")
     with pytest.raises(HyperparameterError, match="not valid YAML"):
         load_hyperparams("mlsh/MovementBandits-v0", str(bad))
+
+
+def test_overrides_reach_one_key_of_a_nested_mapping():
+    from sb3_mlsh.train import override_hyperparams
+
+    entry = load_hyperparams("mlsh/MovementBandits-v0")
+    changed = override_hyperparams(entry, ["master_kwargs.clip_range:0.3", "warmup_iterations:0"])
+    assert changed["master_kwargs"]["clip_range"] == 0.3 and changed["warmup_iterations"] == 0
+    assert changed["master_kwargs"]["learning_rate"] == entry["master_kwargs"]["learning_rate"]
+    assert entry["master_kwargs"]["clip_range"] != 0.3, "the packaged entry must not change"
+    with pytest.raises(HyperparameterError, match="not a mapping"):
+        override_hyperparams({**entry, "policy_kwargs": "dict(net_arch=[8])"}, ["policy_kwargs.net_arch:[4]"])
+    with pytest.raises(HyperparameterError, match="key:value"):
+        override_hyperparams(entry, ["warmup_iterations=3"])
