@@ -205,9 +205,14 @@ class SubPolicyOptimizer:
 
     def step(self) -> None:
         """Clip and step each sub-policy that had samples in the last minibatch; leave the others untouched."""
-        counts = self.sample_counts()
-        active = np.flatnonzero(counts > 0)
-        if len(active) == 0:
+        self._step_subpolicies(self.sample_counts())
+
+    def _step_subpolicies(self, counts: np.ndarray) -> None:
+        """
+        :param counts: Samples of each sub-policy behind the stacked gradients: sub-policies with none are left
+            untouched, and with ``share_scaled_steps`` the counts set each sub-policy's step size.
+        """
+        if not np.any(counts > 0):
             return
         grads = [param.grad for param in self.stacked_parameters]
         if np.isfinite(self.max_grad_norm):
