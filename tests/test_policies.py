@@ -93,7 +93,8 @@ def test_gradient_clip_is_per_subpolicy():
 
 def test_share_scaled_steps_shrink_the_step_of_a_rarely_used_subpolicy():
     th.manual_seed(0)
-    plain, scaled = make_bank(2, spaces.Discrete(3)), make_bank(2, spaces.Discrete(3), share_scaled_steps=True)
+    plain = make_bank(2, spaces.Discrete(3), share_scaled_steps=False)
+    scaled = make_bank(2, spaces.Discrete(3), share_scaled_steps=True)
     scaled.load_state_dict(plain.state_dict())
     index = th.tensor([0] * 30 + [1] * 2)
     obs = th.cat([th.rand(32, 4), th.nn.functional.one_hot(index, 2).float()], dim=1)
