@@ -178,7 +178,13 @@ class SubPolicyOptimizer:
 
     def step(self) -> None:
         """Clip and step the optimizer of each sub-policy that had samples in the last minibatch; leave the others."""
-        for index in np.flatnonzero(self.active()):
+        self._step_subpolicies(np.flatnonzero(self.active()))
+
+    def _step_subpolicies(self, indices: np.ndarray) -> None:
+        """
+        :param indices: The sub-policies to clip and step (their gradients are the rows of the stacked gradients).
+        """
+        for index in indices:
             aliases = self.aliases[index]
             for alias, param in zip(aliases, self.stacked_parameters):
                 # Re-point at the stacked memory (it moves when the module changes device) and at the slice's gradient.
@@ -266,6 +272,7 @@ class SubPolicyBankPolicy(BasePolicy):
         self.env_observation_space = self._env_space()
         self.features_dim = get_flattened_obs_dim(self.env_observation_space)
         self._active = np.zeros(n_subpolicies, dtype=bool)
+        self._counts = np.zeros(n_subpolicies, dtype=np.int64)
         self._build(lr_schedule)
 
     def _env_space(self) -> spaces.Space:
@@ -398,7 +405,9 @@ class SubPolicyBankPolicy(BasePolicy):
         :return: Values, log-probabilities and entropies under each sample's active sub-policy.
         """
         features, index = self.split_observation(obs)
-        self._active = (th.bincount(index, minlength=self.n_subpolicies) > 0).cpu().numpy()
+        # Samples per sub-policy: distributed training weights each process's gradient of sub-policy k by its count.
+        self._counts = th.bincount(index, minlength=self.n_subpolicies).cpu().numpy()
+        self._active = self._counts > 0
         distribution = self._distribution(features, index)
         values = self.critic.selected(self.theta, features, index)
         return values, distribution.log_prob(actions), distribution.entropy()
