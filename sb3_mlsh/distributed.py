@@ -238,8 +238,8 @@ class DistributedContext:
                 process_group = dist.new_group(ranks=ranks, backend=self.backend)
                 if g in self.local_groups:
                     self.group_process_groups[g] = process_group
-        #: Seconds spent in, calls of and bytes sent by the gradient all-reduces, per learner ("sub", "master").
-        self.comm_stats = {name: {"seconds": 0.0, "calls": 0, "bytes": 0} for name in ("sub", "master")}
+        #: Seconds in, calls of and bytes of the all-reduces: sub-policy and master gradients, per-iteration sync.
+        self.comm_stats = {name: {"seconds": 0.0, "calls": 0, "bytes": 0} for name in ("sub", "master", "sync")}
 
     # --------------------------------------------------------------------------------------------------------- layout
     @property
@@ -314,9 +314,9 @@ class DistributedContext:
                 param.copy_(flat[offset : offset + param.numel()].view_as(param))
                 offset += param.numel()
 
-    def _all_reduce(self, tensor: th.Tensor, learner: str, group: Any) -> None:
+    def _all_reduce(self, tensor: th.Tensor, learner: str, group: Any, op: Any = None) -> None:
         start = time.perf_counter()
-        dist.all_reduce(tensor, group=group)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op is None else op, group=group)
         stats = self.comm_stats[learner]
         stats["seconds"] += time.perf_counter() - start
         stats["calls"] += 1
@@ -361,7 +361,7 @@ class DistributedContext:
         sizes[0] = subpolicy_minibatches
         for index, size in master_sizes.items():
             sizes[1 + index] = size
-        dist.all_reduce(sizes, op=dist.ReduceOp.MAX, group=self.cpu_group)
+        self._all_reduce(sizes, "sync", self.cpu_group, op=dist.ReduceOp.MAX)
         return int(sizes[0]), {index: int(sizes[1 + index]) for index in master_sizes}
 
     def sum_statistics(self, values: np.ndarray) -> np.ndarray:
@@ -370,7 +370,7 @@ class DistributedContext:
         :return: Their sums.
         """
         tensor = th.as_tensor(np.asarray(values, dtype=np.float64))
-        dist.all_reduce(tensor, group=self.cpu_group)
+        self._all_reduce(tensor, "sync", self.cpu_group)
         return tensor.numpy()
 
     # ---------------------------------------------------------------------------------------------------- checkpoints
@@ -691,6 +691,15 @@ def gather_checkpoint(model: "MLSH", data: dict[str, Any], params: dict[str, Any
     return data, params
 
 
+_stopping = False
+
+
+def mark_stopping() -> None:
+    """This process has reported its failure: a later stop signal ends it without a second report."""
+    global _stopping
+    _stopping = True
+
+
 def install_stop_handler(message: Callable[[], str]) -> None:
     """
     Exit with a clear message when the launcher stops this process (``torchrun`` sends SIGTERM to the surviving
@@ -700,6 +709,9 @@ def install_stop_handler(message: Callable[[], str]) -> None:
     """
 
     def handler(signum: int, frame: Any) -> None:
+        if _stopping:
+            os._exit(1)  # already reported and on its way out (e.g. in atexit handlers)
+        mark_stopping()
         rank = os.environ.get("RANK", "?")
         print(f"error: rank {rank} stopped by signal {signum}: {message()}", file=sys.stderr, flush=True)
         sys.exit(1)

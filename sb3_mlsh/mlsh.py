@@ -240,6 +240,13 @@ class MLSH(BaseAlgorithm):
             )
             if not self._dist.is_main:
                 verbose, tensorboard_log = 0, None
+            for name, kwargs in (("master_kwargs", master_kwargs), ("subpolicy_kwargs", subpolicy_kwargs)):
+                if (kwargs or {}).get("target_kl") is not None:
+                    # An early stop decided from local data would leave the other processes waiting in a collective.
+                    raise ValueError(
+                        f"{name}['target_kl'] is not supported in distributed mode: each process would stop its epochs at "
+                        "a different minibatch. Remove target_kl (or lower n_epochs / the learning rate instead)."
+                    )
         self.policy_name = policy if isinstance(policy, str) else "MlpPolicy"
         self.task_sampler = as_task_sampler(task_sampler)
         self.n_subpolicies = n_subpolicies

@@ -370,6 +370,7 @@ def main(argv: list[str] | None = None) -> MLSH:
     except Exception as error:
         if not distributed:
             raise
+        mlsh_distributed.mark_stopping()
         rank = th.distributed.get_rank()
         first_line = (str(error).strip().splitlines() or [""])[0]
         print(
