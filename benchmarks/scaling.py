@@ -10,10 +10,13 @@ the sub-policies are all-reduced) and 2 processes with G = 1 (one group over bot
 Each with the family's schedule from the packaged YAML and with W = 0 (every iteration updates the sub-policies: the
 most communication). Rounds alternate the layouts so that all see the same machine load; medians are reported.
 
-Each process also measures its own time in rollouts, in updates and in all-reduces (calls, bytes), and the 2-process
-runs time gloo all-reduces of several sizes on loopback to fit the ring model t(bytes, P) = 2 (P - 1) latency +
-2 (P - 1) / P * bytes / bandwidth. The projection to P ranks puts the measured per-process compute of one iteration
-next to that model's communication for the same per-iteration collectives. Writes benchmarks/results/scaling.csv.
+Each process also measures its own time in rollouts, in updates and in all-reduces (calls, bytes), and its CPU time per
+iteration: since the processes meet every iteration, the sum over iterations of the largest CPU time of any process
+estimates the wall time on cores that nothing else uses (``idle_*_estimate``; it leaves out communication latency).
+The 2-process runs time gloo all-reduces of several sizes on loopback (fastest of many calls) to fit the ring model
+t(bytes, P) = 2 (P - 1) latency + 2 (P - 1) / P * bytes / bandwidth. The projection to P ranks puts the measured
+per-process compute of one iteration next to that model's communication for the same per-iteration collectives.
+Writes benchmarks/results/scaling.csv and scaling_projection.csv.
 """
 
 import argparse
@@ -48,13 +51,24 @@ def _worker(args: argparse.Namespace) -> None:
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
     class RolloutTimer(BaseCallback):
+        """Wall time in rollouts, and this process's CPU time per iteration (it does not count waits in collectives)."""
+
         def __init__(self) -> None:
             super().__init__()
             self.seconds = 0.0
             self.iterations = 0
+            self.cpu_marks: list[float] = []
+
+        def _on_training_start(self) -> None:
+            self.cpu_marks.append(time.process_time())
+
+        def _on_training_end(self) -> None:
+            self.cpu_marks.append(time.process_time())
 
         def _on_rollout_start(self) -> None:
             self.started = time.perf_counter()
+            if self.iterations:
+                self.cpu_marks.append(time.process_time())
 
         def _on_rollout_end(self) -> None:
             self.seconds += time.perf_counter() - self.started
@@ -80,6 +94,7 @@ def _worker(args: argparse.Namespace) -> None:
         "timesteps": model.num_timesteps,
         "iterations": model.iteration,
         "rollout_seconds": timer.seconds,
+        "cpu_seconds_per_iteration": np.diff(timer.cpu_marks).tolist(),
         "n_envs": model.n_envs,
         "n_steps": model.n_steps,
         "n_subpolicies": model.n_subpolicies,
@@ -93,12 +108,14 @@ def _worker(args: argparse.Namespace) -> None:
             tensor = th.zeros(n)
             for _ in range(5):
                 th.distributed.all_reduce(tensor)
-            repeats = 50 if n <= 100_000 else 10
-            th.distributed.barrier()
-            began = time.perf_counter()
-            for _ in range(repeats):
+            timings = []
+            for _ in range(50 if n <= 100_000 else 10):
+                th.distributed.barrier()
+                began = time.perf_counter()
                 th.distributed.all_reduce(tensor)
-            probe[n * 4] = (time.perf_counter() - began) / repeats
+                timings.append(time.perf_counter() - began)
+            # The fastest call: the least disturbed by other jobs on the cores.
+            probe[n * 4] = min(timings)
         report["probe"] = probe
     with open(os.path.join(args.out, f"rank{rank}.json"), "w") as file:
         json.dump(report, file)
@@ -212,6 +229,11 @@ def main() -> None:
                     row[f"{name}_allreduces_per_iteration"] = round(comm["calls"] / iterations, 2)
                     row[f"{name}_allreduce_ms"] = round(1000 * comm["seconds"] / max(comm["calls"], 1), 3)
                     row[f"{name}_bytes_per_iteration"] = round(comm["bytes"] / iterations)
+                # Idle-machine estimate: the processes meet every iteration, so an iteration lasts as long as the largest
+                # CPU time any process spent on it (CPU time leaves out the waits that other jobs on the cores cause).
+                critical = np.max([rep["cpu_seconds_per_iteration"] for rep in last], axis=0).sum()
+                row["cpu_critical_path_s"] = round(float(critical), 2)
+                row["idle_steps_per_s_estimate"] = round(rank0["timesteps"] / critical)
                 comm_seconds = sum(c["seconds"] for c in rank0.get("comm", {}).values())
                 row["compute_ms_per_iteration"] = round(1000 * (rank0["seconds"] - comm_seconds) / iterations, 1)
                 row["loopback_latency_us"] = row["loopback_bandwidth_MBps"] = ""
@@ -220,7 +242,10 @@ def main() -> None:
                     row["loopback_latency_us"] = round(1e6 * latency, 1)
                     row["loopback_bandwidth_MBps"] = round(bandwidth / 1e6)
                 rows.append(row)
-                print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
+    single = {(row["env"], row["schedule"]): row["idle_steps_per_s_estimate"] for row in rows if row["processes"] == 1}
+    for row in rows:
+        row["idle_speedup_estimate"] = round(row["idle_steps_per_s_estimate"] / single[row["env"], row["schedule"]], 2)
+        print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
     # The projection: P ranks in G groups (P / G ranks share a master), from the 2-process run with one group over both
     # processes (both kinds of gradient all-reduce measured); its per-process compute per iteration as measured.
     projections = []
