@@ -163,6 +163,58 @@ def ring_seconds(n_bytes: float, processes: int, latency: float, bandwidth: floa
     return 2 * (processes - 1) * latency + 2 * (processes - 1) / processes * n_bytes / bandwidth
 
 
+def project(
+    rows: list[dict[str, Any]], processes: int, task_groups: int, network: tuple[float, float]
+) -> list[dict[str, Any]]:
+    """
+    Throughput of ``processes`` ranks in ``task_groups`` groups (``processes / task_groups`` ranks share a master), from
+    the 2-process runs with one group over both processes (both kinds of gradient all-reduce measured) and W = 0: with
+    at least W + U staggered groups, some group is in its joint phase at every iteration, so that every iteration
+    carries a whole sub-policy update, on which all ranks wait.
+
+    :param rows: Measured rows.
+    :param processes: Ranks P.
+    :param task_groups: Groups G.
+    :param network: Latency (s) and bandwidth (bytes/s) between machines.
+    :return: One row per measured source row and network (the loopback fit, and ``network``).
+    """
+    projections = []
+    for row in rows:
+        if int(row["processes"]) != 2 or int(row["task_groups"]) != 1 or row["schedule"] != "W=0":
+            continue
+        for name, (latency, bandwidth) in (
+            ("loopback", (float(row["loopback_latency_us"]) * 1e-6, float(row["loopback_bandwidth_MBps"]) * 1e6)),
+            ("assumed", network),
+        ):
+            sub = ring_seconds(float(row["subpolicy_bytes_per_allreduce"]), processes, latency, bandwidth)
+            master = ring_seconds(float(row["master_bytes_per_allreduce"]), processes // task_groups, latency, bandwidth)
+            sync = ring_seconds(8.0 * (task_groups + 1), processes, latency, bandwidth)
+            comm = (
+                float(row["sub_allreduces_per_iteration"]) * sub
+                + float(row["master_allreduces_per_iteration"]) * master
+                + float(row["sync_allreduces_per_iteration"]) * sync
+            )
+            compute = float(row["compute_ms_per_iteration"]) / 1000
+            steps = processes * int(row["n_envs_per_process"]) * int(row["n_steps"])
+            projections.append(
+                {
+                    "env": row["env"],
+                    "network": name,
+                    "latency_us": round(latency * 1e6, 1),
+                    "bandwidth_MBps": round(bandwidth / 1e6),
+                    "ranks": processes,
+                    "groups": task_groups,
+                    "subpolicy_allreduce_ms": round(sub * 1000, 2),
+                    "master_allreduce_ms": round(master * 1000, 2),
+                    "compute_ms_per_iteration": round(compute * 1000, 1),
+                    "comm_ms_per_iteration": round(comm * 1000, 1),
+                    "steps_per_s": round(steps / (compute + comm)),
+                    "efficiency": round(compute / (compute + comm), 3),
+                }
+            )
+    return projections
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=list(FAMILIES), help="env ids")
@@ -179,6 +231,7 @@ def main() -> None:
         help="latency and bandwidth of the projection's network between machines (default: 10 GbE, 50 us)",
     )
     parser.add_argument("--out", default=os.path.join(HERE, "results", "scaling.csv"))
+    parser.add_argument("--from-csv", default=None, help="only redo the projection from a scaling.csv already measured")
     # Worker mode, run by torchrun.
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--env", help=argparse.SUPPRESS)
@@ -192,6 +245,15 @@ def main() -> None:
     sys.path.insert(0, HERE)
     from _common import machine, write_csv
 
+    if args.from_csv is not None:
+        import csv
+
+        with open(args.from_csv) as file:
+            projections = project(list(csv.DictReader(file)), args.project_to, args.project_groups, tuple(args.network))
+        for projection in projections:
+            print("projection " + " ".join(f"{key}={value}" for key, value in projection.items()))
+        write_csv(projections, args.from_csv.replace(".csv", "_projection.csv"))
+        return
     started = time.time()
     load_before = os.getloadavg()
     rows = []
@@ -246,39 +308,7 @@ def main() -> None:
     for row in rows:
         row["idle_speedup_estimate"] = round(row["idle_steps_per_s_estimate"] / single[row["env"], row["schedule"]], 2)
         print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
-    # The projection: P ranks in G groups (P / G ranks share a master), from the 2-process run with one group over both
-    # processes (both kinds of gradient all-reduce measured); its per-process compute per iteration as measured.
-    projections = []
-    for row in rows:
-        if row["processes"] != 2 or row["task_groups"] != 1:
-            continue
-        P, G = args.project_to, args.project_groups
-        for network, (latency, bandwidth) in (
-            ("loopback", (row["loopback_latency_us"] * 1e-6, row["loopback_bandwidth_MBps"] * 1e6)),
-            ("assumed", tuple(args.network)),
-        ):
-            comm = (
-                row["sub_allreduces_per_iteration"] * ring_seconds(row["subpolicy_bytes_per_allreduce"], P, latency, bandwidth)
-                + row["master_allreduces_per_iteration"]
-                * ring_seconds(row["master_bytes_per_allreduce"], P // G, latency, bandwidth)
-                + row["sync_allreduces_per_iteration"] * ring_seconds(8 * (G + 1), P, latency, bandwidth)
-            )
-            compute = row["compute_ms_per_iteration"] / 1000
-            steps = P * row["n_envs_per_process"] * row["n_steps"]
-            projections.append(
-                {
-                    **{key: row[key] for key in ("env", "schedule", "task_groups")},
-                    "network": network,
-                    "latency_us": round(latency * 1e6, 1),
-                    "bandwidth_MBps": round(bandwidth / 1e6),
-                    "ranks": P,
-                    "groups": G,
-                    "compute_ms_per_iteration": round(compute * 1000, 1),
-                    "comm_ms_per_iteration": round(comm * 1000, 1),
-                    "steps_per_s": round(steps / (compute + comm)),
-                    "efficiency": round(compute / (compute + comm), 3),
-                }
-            )
+    projections = project(rows, args.project_to, args.project_groups, tuple(args.network))
     for projection in projections:
         print("projection " + " ".join(f"{key}={value}" for key, value in projection.items()), flush=True)
     write_csv(rows, args.out)
