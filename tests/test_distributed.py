@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch as th
+from toy_envs import make_toy
 
 from sb3_mlsh import MLSH
 from sb3_mlsh.distributed import (
@@ -271,3 +272,21 @@ def test_single_process_run_never_imports_the_distributed_code():
     loaded = result.stdout.strip().splitlines()[-1]
     assert "sb3_mlsh.mlsh" in loaded
     assert "sb3_mlsh.distributed" not in loaded
+
+
+@pytest.fixture
+def one_process_group():
+    """A process group of one process in this process: the distributed code path without launching anything."""
+    th.distributed.init_process_group("gloo", store=th.distributed.HashStore(), rank=0, world_size=1)
+    yield
+    th.distributed.destroy_process_group()
+
+
+def test_distributed_mode_refuses_target_kl_and_adapt(one_process_group):
+    with pytest.raises(ValueError, match=r"subpolicy_kwargs\['target_kl'\] is not supported in distributed mode"):
+        MLSH("MlpPolicy", make_toy(), n_envs=2, n_steps=8, subpolicy_kwargs=dict(target_kl=0.01), distributed=True)
+    model = MLSH("MlpPolicy", make_toy(), n_envs=2, n_steps=8, seed=0, distributed=True)
+    assert model._dist is not None and model._dist.world_size == 1
+    model.learn(32)
+    with pytest.raises(NotImplementedError, match="runs in one process"):
+        model.adapt(0, total_timesteps=16)
