@@ -284,8 +284,16 @@ def one_process_group():
 
 def test_distributed_mode_refuses_target_kl_and_adapt(one_process_group):
     with pytest.raises(ValueError, match=r"subpolicy_kwargs\['target_kl'\] is not supported in distributed mode"):
-        MLSH("MlpPolicy", make_toy(), n_envs=2, n_steps=8, subpolicy_kwargs=dict(target_kl=0.01), distributed=True)
-    model = MLSH("MlpPolicy", make_toy(), n_envs=2, n_steps=8, seed=0, distributed=True)
+        MLSH(
+            "MlpPolicy",
+            make_toy(),
+            n_envs=2,
+            n_steps=8,
+            macro_duration=4,
+            subpolicy_kwargs=dict(target_kl=0.01),
+            distributed=True,
+        )
+    model = MLSH("MlpPolicy", make_toy(), n_envs=2, n_steps=8, macro_duration=4, seed=0, distributed=True)
     assert model._dist is not None and model._dist.world_size == 1
     model.learn(32)
     with pytest.raises(NotImplementedError, match="runs in one process"):
