@@ -58,6 +58,9 @@ __all__ = [
 
 #: Seconds a collective waits for the other processes before it fails (``--dist-timeout``).
 DEFAULT_TIMEOUT = 600.0
+#: The timeout of this run's collectives: set by :func:`init_process_group`, given to every process group created here
+#: (``new_group`` does not inherit it from the default group).
+_timeout_seconds = DEFAULT_TIMEOUT
 
 
 def init_process_group(timeout: float | None = None) -> None:
@@ -70,15 +73,17 @@ def init_process_group(timeout: float | None = None) -> None:
 
     :param timeout: Seconds a collective may wait for the others before it raises (None: :data:`DEFAULT_TIMEOUT`).
     """
+    global _timeout_seconds
     if dist.is_initialized():
         return
+    _timeout_seconds = timeout or DEFAULT_TIMEOUT
     missing = [name for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
     if missing:
         raise RuntimeError(
             f"Distributed MLSH needs a process group, but {missing} are not set: launch with "
             "`torchrun --nproc_per_node=P -m sb3_mlsh.train ...` or call torch.distributed.init_process_group() first."
         )
-    dist.init_process_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout or DEFAULT_TIMEOUT))
+    dist.init_process_group(backend="gloo", timeout=datetime.timedelta(seconds=_timeout_seconds))
 
 
 def broadcast_from_main(value: Any) -> Any:
@@ -118,7 +123,7 @@ def pack_weighted_gradients(gradients: th.Tensor, counts: th.Tensor) -> th.Tenso
         gradient holds NaN), so that summing the messages of all processes sums only what counts.
     """
     weights = counts.to(gradients.dtype)
-    weighted = th.where(weights[:, None] > 0, gradients * weights[:, None], th.zeros((), dtype=gradients.dtype))
+    weighted = th.where(weights[:, None] > 0, gradients * weights[:, None], gradients.new_zeros(()))
     return th.cat([weighted.reshape(-1), weights])
 
 
@@ -201,7 +206,8 @@ class DistributedContext:
         self.n_groups = n_groups
         check_layout(n_groups, self.world_size)
         # Small CPU messages (sizes, statistics, checkpoints) go through gloo even when the default group is NCCL.
-        self.cpu_group = None if "gloo" in str(dist.get_backend()) else dist.new_group(backend="gloo")
+        timeout = datetime.timedelta(seconds=_timeout_seconds)
+        self.cpu_group = None if "gloo" in str(dist.get_backend()) else dist.new_group(backend="gloo", timeout=timeout)
         has_cuda = th.tensor([int(th.cuda.is_available() and th.cuda.device_count() > self.local_rank)])
         dist.all_reduce(has_cuda, op=dist.ReduceOp.MIN, group=self.cpu_group)
         self.all_have_cuda = bool(has_cuda.item())
@@ -219,7 +225,7 @@ class DistributedContext:
         if self.device.type == "cuda":
             th.cuda.set_device(self.device)
             self.backend = "nccl"
-            self.tensor_group = dist.new_group(backend="nccl")
+            self.tensor_group = dist.new_group(backend="nccl", timeout=timeout)
         else:
             self.backend = "gloo"
             self.tensor_group = self.cpu_group
@@ -235,7 +241,7 @@ class DistributedContext:
         if self.ranks_per_group > 1:
             for g in range(n_groups):
                 ranks = self.ranks_of_group(g)
-                process_group = dist.new_group(ranks=ranks, backend=self.backend)
+                process_group = dist.new_group(ranks=ranks, backend=self.backend, timeout=timeout)
                 if g in self.local_groups:
                     self.group_process_groups[g] = process_group
         #: Seconds in, calls of and bytes of the all-reduces: sub-policy and master gradients, per-iteration sync.
