@@ -1,7 +1,7 @@
 """
 One process of the distributed tests, launched by ``torchrun`` from ``test_distributed.py``.
 
-For G = 2 then G = 1 task groups over the launched processes, it trains a small MLSH on the toy env and dumps, at
+For G = 2, G = 1 and G = 4 task groups over the launched processes, it trains a small MLSH on the toy env and dumps, at
 the start of every iteration (after the previous iteration's updates) and at the end, the sub-policy parameters,
 each local master's parameters, tasks and phases to ``OUT/G<g>_rank<r>.pt``; then it saves the model to
 ``OUT/G<g>.zip`` (a collective save, written by rank 0).
@@ -61,7 +61,7 @@ def main(out: str, iterations: int) -> None:
     th.set_num_threads(1)
     rank = int(os.environ["RANK"])
     world_size = int(os.environ["WORLD_SIZE"])
-    for task_groups in (2, 1):
+    for task_groups in (2, 1, 4):
         model = MLSH(
             "MlpPolicy",
             make_toy(),

@@ -49,7 +49,7 @@ def _torchrun(*args: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
-    """Both layouts (G = 2 and G = 1 over P = 2) in one launch: the records of each rank and the saved models."""
+    """All layouts (G = 2, 1 and 4 over P = 2) in one launch: the records of each rank and the saved models."""
     out = tmp_path_factory.mktemp("distributed")
     command = _torchrun(os.path.join(TESTS, "distributed_worker.py"), str(out), str(ITERATIONS))
     run = subprocess.run(
@@ -57,7 +57,7 @@ def two_process_run(tmp_path_factory):
     )
     assert run.returncode == 0, run.stdout
     records = {
-        groups: [th.load(out / f"G{groups}_rank{rank}.pt", weights_only=False) for rank in range(2)] for groups in (2, 1)
+        groups: [th.load(out / f"G{groups}_rank{rank}.pt", weights_only=False) for rank in range(2)] for groups in (2, 1, 4)
     }
     return out, records
 
@@ -102,6 +102,21 @@ def test_one_group_over_two_processes_shares_task_and_master(two_process_run):
     masters = [r["masters"][0] for r in ranks[0]]
     assert any(not th.equal(a, b) for a, b in zip(masters, masters[1:]))
     assert ranks[0][-1]["tasks"][0][1] > 1  # several tasks, each started with the same fresh master on both ranks
+
+
+def test_four_groups_over_two_processes_each_hosting_two(two_process_run):
+    out, records = two_process_run
+    ranks = records[4]
+    _assert_subpolicies_identical_and_trained(ranks)
+    assert [sorted(r[0]["masters"]) for r in ranks] == [[0, 1], [2, 3]]
+    # Staggered by the global index, as one process with 4 groups would (W = 1, U = 1: 1 + round(g * 2 / 4)).
+    assert {**ranks[0][0]["warmup_lengths"], **ranks[1][0]["warmup_lengths"]} == {0: 1, 1: 1, 2: 2, 3: 3}
+    final = {**ranks[0][-1]["masters"], **ranks[1][-1]["masters"]}
+    assert all(not th.equal(final[a], final[b]) for a in range(4) for b in range(a))
+    model = MLSH.load(out / "G4.zip")
+    assert model.task_groups == 4 and model.n_envs == 4
+    for index, group in enumerate(model.trainer.groups):
+        assert th.equal(th.nn.utils.parameters_to_vector(group.master.policy.parameters()), final[index])
 
 
 def test_saved_model_loads_and_predicts_in_one_process(two_process_run):
