@@ -61,6 +61,21 @@ MAX_SENSIBLE_SUBPOLICIES = 64
 _RESERVED_LEARNER_KWARGS = {"env", "n_steps", "seed", "device", "verbose", "tensorboard_log", "_init_setup_model", "policy"}
 
 
+def _world_size() -> int:
+    """:return: The number of processes of the run: the process group's, else torchrun's ``WORLD_SIZE``, else 1."""
+    if th.distributed.is_available() and th.distributed.is_initialized():
+        return th.distributed.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _distributed_requested(distributed: bool | None) -> bool:
+    """
+    :param distributed: The user's choice (None: automatic).
+    :return: Whether to train across processes: when asked, or automatically when more than one process runs.
+    """
+    return _world_size() > 1 if distributed is None else bool(distributed)
+
+
 def _max_episode_steps(env: gym.Env) -> int | None:
     """:return: The time limit of ``env`` (its spec's, or that of a ``TimeLimit`` wrapper), None when it has none."""
     spec = getattr(env, "spec", None)
@@ -159,7 +174,12 @@ class MLSH(BaseAlgorithm):
     :param tensorboard_log: TensorBoard log folder.
     :param verbose: 0 silent, 1 logs every ``log_interval`` iterations.
     :param seed: Seed of everything (envs, task draws, networks).
-    :param device: Torch device.
+    :param device: Torch device. In distributed mode ``"auto"`` means ``cuda:LOCAL_RANK`` when every process has a GPU.
+    :param distributed: Train across the processes of a ``torch.distributed`` process group (launched by ``torchrun``):
+        None (default) decides automatically (more than one process: the group is initialised, or ``WORLD_SIZE`` > 1);
+        then ``n_envs`` is per process, ``task_groups`` counts the groups of the whole run, ``total_timesteps`` and
+        ``num_timesteps`` count the steps of all processes, only rank 0 logs and writes saves, and ``save`` is a
+        collective call (every process calls it). See ``sb3_mlsh.distributed``.
     :param _init_setup_model: Build the learners now.
     """
 
@@ -192,11 +212,41 @@ class MLSH(BaseAlgorithm):
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
+        distributed: bool | None = None,
         _init_setup_model: bool = True,
     ) -> None:
+        distributed = _distributed_requested(distributed)
         self._check_arguments(
-            n_subpolicies, macro_duration, warmup_iterations, joint_iterations, n_steps, n_envs, task_groups, master_epsilon
+            n_subpolicies,
+            macro_duration,
+            warmup_iterations,
+            joint_iterations,
+            n_steps,
+            n_envs,
+            task_groups,
+            master_epsilon,
+            processes=_world_size() if distributed else 1,
         )
+        self._dist: Any = None
+        if distributed:
+            # Lazy: a single process never imports the distributed code.
+            from sb3_mlsh.distributed import DistributedContext
+
+            self._dist = DistributedContext(task_groups, device)
+            device = self._dist.device
+            seed = self._dist.shared_seed(seed)
+            self._dist.check_same_settings(
+                dict(n_envs=n_envs, n_steps=n_steps, n_subpolicies=n_subpolicies, task_groups=task_groups, seed=seed)
+            )
+            if not self._dist.is_main:
+                verbose, tensorboard_log = 0, None
+            for name, kwargs in (("master_kwargs", master_kwargs), ("subpolicy_kwargs", subpolicy_kwargs)):
+                if (kwargs or {}).get("target_kl") is not None:
+                    # An early stop decided from local data would leave the other processes waiting in a collective.
+                    raise ValueError(
+                        f"{name}['target_kl'] is not supported in distributed mode: each process would stop its epochs at "
+                        "a different minibatch. Remove target_kl (or lower n_epochs / the learning rate instead)."
+                    )
         self.policy_name = policy if isinstance(policy, str) else "MlpPolicy"
         self.task_sampler = as_task_sampler(task_sampler)
         self.n_subpolicies = n_subpolicies
@@ -221,7 +271,9 @@ class MLSH(BaseAlgorithm):
         env = make_vec_env(
             self.task_sampler.make_env,
             n_envs=n_envs,
-            seed=seed,
+            seed=seed if self._dist is None or seed is None else self._dist.local_seed(seed, n_envs),
+            # Distinct Monitor file names across processes: the global index of each env.
+            start_index=0 if self._dist is None else self._dist.rank * n_envs,
             vec_env_cls=self.vec_env_class,
             monitor_dir=monitor_dir,
             monitor_kwargs=monitor_kwargs,
@@ -258,6 +310,7 @@ class MLSH(BaseAlgorithm):
         n_envs: int,
         task_groups: int,
         master_epsilon: float,
+        processes: int = 1,
     ) -> None:
         problems = []
         if not isinstance(n_subpolicies, (int, np.integer)) or n_subpolicies < 1:
@@ -275,7 +328,12 @@ class MLSH(BaseAlgorithm):
             problems.append(f"n_envs must be an integer >= 1, got {n_envs!r}")
         if not isinstance(task_groups, (int, np.integer)) or task_groups < 1:
             problems.append(f"task_groups (G) must be an integer >= 1, got {task_groups!r}")
-        elif isinstance(n_envs, (int, np.integer)) and task_groups > n_envs:
+        elif processes > 1 and task_groups % processes == 0 and task_groups // processes > n_envs:
+            problems.append(
+                f"task_groups per process ({task_groups} / {processes} processes) cannot exceed n_envs per process "
+                f"({n_envs}): every group needs at least one env"
+            )
+        elif processes == 1 and isinstance(n_envs, (int, np.integer)) and task_groups > n_envs:
             problems.append(f"task_groups ({task_groups}) cannot exceed n_envs ({n_envs}): every group needs at least one env")
         if not 0.0 <= master_epsilon <= 1.0:
             problems.append(f"master_epsilon must be a probability in [0, 1], got {master_epsilon!r}")
@@ -374,11 +432,23 @@ class MLSH(BaseAlgorithm):
         learner._setup_model()
         return learner
 
-    def _make_master(self) -> PPO:
+    def _make_master(self, group_index: int = 0) -> PPO:
         master_policy = "MultiInputPolicy" if isinstance(self.observation_space, spaces.Dict) else "MlpPolicy"
-        return self._make_learner(
-            master_policy, self.observation_space, spaces.Discrete(self.n_subpolicies), self.n_steps, 1, self.master_kwargs
+        kwargs = self.master_kwargs
+        shared = self._dist is not None and self._dist.ranks_per_group > 1
+        if shared:
+            # Clip after the gradients are averaged over the group's ranks, not before, in the averager's hook.
+            kwargs = {**kwargs, "max_grad_norm": float("inf")}
+        master = self._make_learner(
+            master_policy, self.observation_space, spaces.Discrete(self.n_subpolicies), self.n_steps, 1, kwargs
         )
+        if shared:
+            from sb3_mlsh.distributed import MasterGradientAverager
+
+            master._mlsh_averager = MasterGradientAverager(  # type: ignore[attr-defined]
+                self._dist, group_index, float(self.master_kwargs.get("max_grad_norm", 0.5))
+            )
+        return master
 
     @staticmethod
     def _reset_master(master: PPO) -> None:
@@ -403,21 +473,52 @@ class MLSH(BaseAlgorithm):
             subpolicy_kwargs,
         )
         self.policy = self.subpolicy_learner.policy
-        masters = [self._make_master() for _ in range(self.task_groups)]
-        self.trainer = MLSHMetaTrainer(
+        self.collector = TwoLevelCollector(
+            self.env, self.subpolicy_learner, self.n_subpolicies, self.macro_duration, master_epsilon=self.master_epsilon
+        )
+        if self._dist is None:
+            masters = [self._make_master() for _ in range(self.task_groups)]
+            self.trainer = MLSHMetaTrainer(
+                self.task_sampler,
+                self.env,
+                masters,
+                self._reset_master,
+                self.warmup_iterations,
+                self.joint_iterations,
+                stagger=self.stagger_groups,
+                seed=self.seed,
+            )
+            self.collector.rng = np.random.default_rng(None if self.seed is None else self.seed + 1)
+        else:
+            self._setup_distributed()
+
+    def _setup_distributed(self) -> None:
+        from sb3_mlsh.distributed import DistributedMetaTrainer, DistributedSubPolicyOptimizer
+
+        context = self._dist
+        masters = [self._make_master(index) for index in context.local_groups]
+        self.trainer = DistributedMetaTrainer(
             self.task_sampler,
             self.env,
             masters,
             self._reset_master,
             self.warmup_iterations,
             self.joint_iterations,
+            context,
             stagger=self.stagger_groups,
             seed=self.seed,
         )
-        self.collector = TwoLevelCollector(
-            self.env, self.subpolicy_learner, self.n_subpolicies, self.macro_duration, master_epsilon=self.master_epsilon
+        self.collector.rng = np.random.default_rng(context.local_seed(self.seed, self.n_envs) + 1)
+        self.collector.processes = context.world_size
+        # Identical start: rank 0's sub-policies everywhere, each group's first rank's master within the group.
+        context.broadcast_parameters(list(self.policy.parameters()), src=0)
+        self.policy.optimizer = DistributedSubPolicyOptimizer(  # type: ignore[assignment]
+            self.policy.optimizer,  # type: ignore[arg-type]
+            lambda: self.policy._sample_counts,
+            context,
         )
-        self.collector.rng = np.random.default_rng(None if self.seed is None else self.seed + 1)
+        for group in self.trainer.groups:
+            context.sync_master(group)
 
     @property
     def masters(self) -> list[PPO]:
@@ -430,6 +531,20 @@ class MLSH(BaseAlgorithm):
         return self.trainer.groups[0].master
 
     # ------------------------------------------------------------------------------------------------------ learn
+    def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
+        if self._dist is not None and progress_bar:
+            # One bar, on rank 0, counting the steps of all processes.
+            if self._dist.is_main:
+                from stable_baselines3.common.callbacks import CallbackList, ConvertCallback
+
+                from sb3_mlsh.distributed import ScaledProgressBar
+
+                callbacks = callback if isinstance(callback, list) else [callback]
+                callbacks = [c if isinstance(c, BaseCallback) else ConvertCallback(c) for c in callbacks]
+                callback = CallbackList([*callbacks, ScaledProgressBar(self._dist.world_size)])
+            progress_bar = False
+        return super()._init_callback(callback, progress_bar)
+
     def _setup_learn(
         self,
         total_timesteps: int,
@@ -438,6 +553,10 @@ class MLSH(BaseAlgorithm):
         tb_log_name: str = "run",
         progress_bar: bool = False,
     ) -> tuple[int, BaseCallback]:
+        if self._dist is not None and not self._dist.is_main and not self._custom_logger:
+            from sb3_mlsh.distributed import quiet_logger
+
+            self.set_logger(quiet_logger())
         if reset_num_timesteps:
             self.iteration = 0
             self.iteration_log = []
@@ -492,13 +611,18 @@ class MLSH(BaseAlgorithm):
             return False
         self.iteration += 1
         self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
-        for master, buffer in zip(self.masters, result.master_buffers):
-            master.rollout_buffer = buffer
-            master._current_progress_remaining = self._current_progress_remaining
-            master.train()
         joint_envs = self.trainer.joint_env_indices()
-        if len(joint_envs):
-            self._train_subpolicies(joint_envs)
+        if self._dist is None:
+            for master, buffer in zip(self.masters, result.master_buffers):
+                master.rollout_buffer = buffer
+                master._current_progress_remaining = self._current_progress_remaining
+                master.train()
+            if len(joint_envs):
+                self._train_subpolicies(joint_envs)
+        else:
+            from sb3_mlsh.distributed import train_iteration
+
+            train_iteration(self, result.master_buffers, joint_envs)
         self._record_iteration(result, phases)
         if log_interval is not None and self.iteration % log_interval == 0:
             self._dump_logs(result, phases)
@@ -527,14 +651,24 @@ class MLSH(BaseAlgorithm):
         self._last_episode_starts[env_indices] = True
 
     def _record_iteration(self, result: RolloutResult, phases: list[str]) -> None:
-        usage = result.subpolicy_counts / max(result.subpolicy_counts.sum(), 1)
+        counts = result.subpolicy_counts
+        episodes, return_sum = len(result.episode_returns), float(np.sum(result.episode_returns))
+        joint_groups = sum(phase == JOINT for phase in phases)
+        if self._dist is not None:
+            # The run's statistics, not this process's: every rank adds its share (a group's ranks share its phase).
+            totals = self._dist.sum_statistics(
+                np.array([return_sum, episodes, joint_groups / self._dist.ranks_per_group, *counts], dtype=np.float64)
+            )
+            return_sum, episodes, joint_groups = float(totals[0]), round(totals[1]), round(totals[2])
+            counts = totals[3:]
+        usage = counts / max(counts.sum(), 1)
         self.iteration_log.append(
             {
                 "iteration": self.iteration,
                 "timesteps": self.num_timesteps,
-                "episode_return_mean": float(np.mean(result.episode_returns)) if result.episode_returns else float("nan"),
-                "episodes": len(result.episode_returns),
-                "joint_groups": sum(phase == JOINT for phase in phases),
+                "episode_return_mean": return_sum / episodes if episodes else float("nan"),
+                "episodes": episodes,
+                "joint_groups": joint_groups,
                 "subpolicy_usage": usage.tolist(),
             }
         )
@@ -546,18 +680,18 @@ class MLSH(BaseAlgorithm):
         if self.ep_info_buffer:
             self.logger.record("rollout/ep_rew_mean", safe_mean([info["r"] for info in self.ep_info_buffer]))
             self.logger.record("rollout/ep_len_mean", safe_mean([info["l"] for info in self.ep_info_buffer]))
-        if result.episode_returns:
-            self.logger.record("rollout/iteration_ep_rew_mean", float(np.mean(result.episode_returns)))
+        entry = self.iteration_log[-1]  # this iteration, over all processes in distributed mode
+        if entry["episodes"]:
+            self.logger.record("rollout/iteration_ep_rew_mean", entry["episode_return_mean"])
         self.logger.record("time/fps", fps)
         self.logger.record("time/time_elapsed", int(time_elapsed), exclude="tensorboard")
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self.logger.record("mlsh/tasks_started", sum(group.tasks_started for group in self.trainer.groups))
-        self.logger.record("mlsh/joint_groups", sum(phase == JOINT for phase in phases))
+        self.logger.record("mlsh/joint_groups", entry["joint_groups"])
         self.logger.record("mlsh/task_iteration", self.trainer.groups[0].iteration)
         macro_lengths = np.concatenate([log.length for log in result.macro_steps])
         self.logger.record("mlsh/macro_step_length", float(macro_lengths.mean()))
-        usage = result.subpolicy_counts / max(result.subpolicy_counts.sum(), 1)
-        for index, fraction in enumerate(usage):
+        for index, fraction in enumerate(entry["subpolicy_usage"]):
             self.logger.record(f"mlsh/subpolicy_usage_{index}", float(fraction))
         self.logger.dump(step=self.num_timesteps)
 
@@ -582,6 +716,7 @@ class MLSH(BaseAlgorithm):
         :param progress_bar: Show a progress bar.
         :return: The adapted model; :meth:`predict` then uses the adapted master.
         """
+        self._refuse_in_distributed_mode("adapt")
         self.trainer.fix_task(task, JOINT if update_subpolicies else WARMUP)
         for group in self.trainer.groups:
             self._reset_master(group.master)
@@ -596,8 +731,15 @@ class MLSH(BaseAlgorithm):
             progress_bar=progress_bar,
         )
 
+    def _refuse_in_distributed_mode(self, method: str) -> None:
+        if self._dist is not None:
+            raise NotImplementedError(
+                f"{method}() runs in one process: load the saved model there, e.g. MLSH.load(path, task_groups=1)."
+            )
+
     def resume_meta_training(self) -> None:
         """Leave the transfer mode of :meth:`adapt`: the next :meth:`learn` samples tasks again."""
+        self._refuse_in_distributed_mode("resume_meta_training")
         self.trainer.fix_task(None, None)  # type: ignore[arg-type]
         self.trainer.fixed_phase = None
         for group in self.trainer.groups:
@@ -673,10 +815,19 @@ class MLSH(BaseAlgorithm):
 
         :param seed: The seed (None: unseeded).
         """
-        super().set_random_seed(seed)
-        if hasattr(self, "trainer"):
-            self.trainer.rng = np.random.default_rng(seed)
-            self.collector.rng = np.random.default_rng(None if seed is None else seed + 1)
+        if getattr(self, "_dist", None) is None:
+            super().set_random_seed(seed)
+            if hasattr(self, "trainer"):
+                self.trainer.rng = np.random.default_rng(seed)
+                self.collector.rng = np.random.default_rng(None if seed is None else seed + 1)
+            return
+        # Distributed: each process its own streams (envs, actions); the task draws of a group the same on its ranks.
+        local_seed = None if seed is None else self._dist.local_seed(seed, self.n_envs)
+        super().set_random_seed(local_seed)
+        if hasattr(self, "trainer") and seed is not None:
+            groups = self.trainer.groups
+            self.trainer.group_rngs = {group.index: np.random.default_rng([seed, group.index]) for group in groups}
+            self.collector.rng = np.random.default_rng(local_seed + 1)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer"], []
@@ -686,9 +837,10 @@ class MLSH(BaseAlgorithm):
         :return: The state dicts of the sub-policy bank, of each task group's master and of all their optimizers.
         """
         params = {"subpolicies": self.policy.state_dict(), "subpolicies_optimizer": self.policy.optimizer.state_dict()}
-        for index, master in enumerate(self.masters):
-            params[f"master{index}"] = master.policy.state_dict()
-            params[f"master{index}_optimizer"] = master.policy.optimizer.state_dict()
+        # group.index is the global group index (in distributed mode a process holds only its own groups' masters).
+        for group in self.trainer.groups:
+            params[f"master{group.index}"] = group.master.policy.state_dict()
+            params[f"master{group.index}_optimizer"] = group.master.policy.optimizer.state_dict()
         return params
 
     def set_parameters(
@@ -717,7 +869,8 @@ class MLSH(BaseAlgorithm):
             ) from error
         if "subpolicies_optimizer" in params:
             self.policy.optimizer.load_state_dict(params["subpolicies_optimizer"])
-        for index, master in enumerate(self.masters):
+        for group in self.trainer.groups:
+            index, master = group.index, group.master
             if f"master{index}" in params:
                 master.policy.load_state_dict(params[f"master{index}"])
                 master.policy.optimizer.load_state_dict(params[f"master{index}_optimizer"])
@@ -748,6 +901,10 @@ class MLSH(BaseAlgorithm):
         Save the sub-policies, the masters, their optimizers, the task schedule and the counters to a zip file.
         The write is atomic: the file appears complete or not at all.
 
+        In distributed mode every process must call it (it gathers the masters and schedules of all task groups);
+        rank 0 writes one complete model, which :meth:`load` opens in a single process (with ``task_groups`` groups and
+        ``n_envs`` = envs per process x processes) or in a distributed run of any layout.
+
         :param path: File path (``.zip`` is added when missing) or a writable file object.
         """
         data = {
@@ -769,15 +926,23 @@ class MLSH(BaseAlgorithm):
             "python_rng_state": random.getstate(),
         }
         pytorch_variables = {"torch_rng_state": th.get_rng_state()}
+        params = self.get_parameters()
+        if self._dist is not None:
+            from sb3_mlsh.distributed import gather_checkpoint
+
+            gathered = gather_checkpoint(self, data, params)
+            if gathered is None:  # not rank 0: it has sent its share
+                return
+            data, params = gathered
         if isinstance(path, io.BufferedIOBase):
-            save_to_zip_file(path, data=data, params=self.get_parameters(), pytorch_variables=pytorch_variables)
+            save_to_zip_file(path, data=data, params=params, pytorch_variables=pytorch_variables)
             return
         path = pathlib.Path(path)
         if path.suffix == "":
             path = path.with_suffix(".zip")
         path.parent.mkdir(parents=True, exist_ok=True)
         archive = io.BytesIO()
-        save_to_zip_file(archive, data=data, params=self.get_parameters(), pytorch_variables=pytorch_variables)
+        save_to_zip_file(archive, data=data, params=params, pytorch_variables=pytorch_variables)
         # Write beside the target, then rename over it: a crash never leaves a half-written file in its place.
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
             try:
@@ -805,6 +970,9 @@ class MLSH(BaseAlgorithm):
         :param device: Torch device.
         :param kwargs: Override constructor arguments (e.g. ``n_envs``, ``verbose``, ``tensorboard_log``). With another
             ``task_groups`` than saved, only the sub-policies are loaded (fresh masters and schedule, as for transfer).
+            A model saved by a distributed run opens in one process with all its task groups and its total env count;
+            in a distributed run, every process takes its groups' masters and schedule, and ``n_envs`` per process as
+            saved.
         :return: The model, ready to ``predict``, ``adapt`` or continue to ``learn``.
         """
         try:
@@ -824,6 +992,10 @@ class MLSH(BaseAlgorithm):
                 f"{path} was saved by a newer sb3-mlsh (format {data['mlsh_format_version']}); upgrade sb3-mlsh."
             )
         init_kwargs = {**data["init_kwargs"], **kwargs}
+        saved_distributed = data.get("distributed")
+        distributed = _distributed_requested(kwargs.get("distributed"))
+        if distributed and saved_distributed is not None and "n_envs" not in kwargs:
+            init_kwargs["n_envs"] = saved_distributed["n_envs_per_process"]
         model = cls(
             data["policy_name"],
             task_sampler if task_sampler is not None else data["task_sampler"],
@@ -840,16 +1012,31 @@ class MLSH(BaseAlgorithm):
         model.iteration = data["iteration"]
         if same_groups:
             model.trainer.load_state_dict(data["trainer"])
-        model.collector.rng.bit_generator.state = data["collector_rng"]
+        if model._dist is None:
+            model.collector.rng.bit_generator.state = data["collector_rng"]
         model.subpolicy_learner._n_updates, *master_updates = data["learner_updates"]
-        for master, n_updates in zip(model.masters, master_updates):
-            master._n_updates = n_updates
-        if pytorch_variables and "torch_rng_state" in pytorch_variables:
-            th.set_rng_state(pytorch_variables["torch_rng_state"].cpu())
-        if data.get("numpy_rng_state") is not None:
-            np.random.set_state(data["numpy_rng_state"])
-        if data.get("python_rng_state") is not None:
-            version, internal, gauss = data["python_rng_state"]  # JSON turns the tuples into lists
+        for group in model.trainer.groups:
+            if group.index < len(master_updates):
+                group.master._n_updates = master_updates[group.index]
+        torch_rng_state = pytorch_variables.get("torch_rng_state") if pytorch_variables else None
+        numpy_rng_state, python_rng_state = data.get("numpy_rng_state"), data.get("python_rng_state")
+        if model._dist is not None:
+            rank_states = (saved_distributed or {}).get("rank_states")
+            if rank_states is not None and len(rank_states) == model._dist.world_size:
+                # Same number of processes: each continues its own random streams.
+                state = rank_states[model._dist.rank]
+                model.collector.rng.bit_generator.state = state["collector_rng"]
+                torch_rng_state, numpy_rng_state = th.as_tensor(state["torch_rng_state"]), state["numpy_rng_state"]
+                python_rng_state = state["python_rng_state"]
+            else:
+                # Another layout: the saved streams are rank 0's; keep this process's own, seeded ones.
+                torch_rng_state = numpy_rng_state = python_rng_state = None
+        if torch_rng_state is not None:
+            th.set_rng_state(torch_rng_state.cpu())
+        if numpy_rng_state is not None:
+            np.random.set_state(numpy_rng_state)
+        if python_rng_state is not None:
+            version, internal, gauss = python_rng_state  # JSON turns the tuples into lists
             random.setstate((version, tuple(internal), gauss))
         return model
 

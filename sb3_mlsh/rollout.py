@@ -212,6 +212,8 @@ class TwoLevelCollector:
         self.master_epsilon = master_epsilon
         self.check_finite = check_finite
         self.rng = np.random.default_rng()
+        #: Processes collecting in lockstep (distributed training): ``num_timesteps`` counts the steps of all of them.
+        self.processes = 1
         self.dict_obs = isinstance(env.observation_space, spaces.Dict)
         self._eye = np.eye(n_subpolicies, dtype=np.float32)
 
@@ -323,7 +325,7 @@ class TwoLevelCollector:
             if isinstance(sub.action_space, spaces.Box):
                 clipped_actions = np.clip(actions, sub.action_space.low, sub.action_space.high)
             new_obs, rewards, dones, infos = env.step(clipped_actions)
-            algorithm.num_timesteps += n_envs
+            algorithm.num_timesteps += n_envs * self.processes
             if self.check_finite:
                 if not np.isfinite(rewards).all():
                     self._raise_non_finite("reward", step, int(np.flatnonzero(~np.isfinite(rewards))[0]))

@@ -3,11 +3,13 @@
 Example::
 
     python -m sb3_mlsh.train --env mlsh/MovementBandits-v0
+    torchrun --nproc_per_node=2 -m sb3_mlsh.train --env mlsh/MovementBandits-v0 --task-groups 2
 """
 
 import argparse
 import difflib
 import importlib.resources
+import io
 import os
 import re
 import sys
@@ -233,15 +235,49 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_FOLDER",
         help="Continue the run in this folder from its latest checkpoint, up to its n_timesteps.",
     )
-    parser.add_argument("--device", type=str, default="cpu", help="Torch device (MLP policies are fastest on the CPU).")
+    parser.add_argument(
+        "--task-groups",
+        type=int,
+        default=None,
+        metavar="G",
+        help="Task groups G (overrides the YAML). Under torchrun with P processes, G must divide P or be a multiple of it.",
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="Under torchrun: how long a process waits for the others in a collective before the run fails.",
+    )
+    parser.add_argument(
+        "--device",
+        type=str,
+        default="cpu",
+        help="Torch device (MLP policies are fastest on the CPU). Under torchrun, 'auto' puts each process on the GPU of "
+        "its LOCAL_RANK when every process has one (NCCL), else on the CPU (gloo).",
+    )
     parser.add_argument("--no-progress", action="store_true", help="Do not show the progress bar.")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1], help="0: quiet, 1: log tables.")
     return parser
 
 
+def _resume_hint(run_folder: str | None, processes: int) -> str:
+    if run_folder is None:
+        return "the run had not created its folder yet: start it again."
+    try:
+        checkpoint = _latest_checkpoint(run_folder)
+    except FileNotFoundError:
+        return f"no checkpoint was written in {run_folder} yet: start the run again."
+    return (
+        f"the last checkpoint is {checkpoint}; resume with: "
+        f"torchrun --nproc_per_node={processes} -m sb3_mlsh.train --resume {run_folder}"
+    )
+
+
 def main(argv: list[str] | None = None) -> MLSH:
     """
-    Run ``python -m sb3_mlsh.train``.
+    Run ``python -m sb3_mlsh.train``, or under ``torchrun`` one process of a distributed run (rank 0 creates the run
+    folder, logs and writes the checkpoints; every process takes part in each save).
 
     :param argv: Command-line arguments (default: ``sys.argv[1:]``).
     :return: The trained model.
@@ -251,37 +287,69 @@ def main(argv: list[str] | None = None) -> MLSH:
     th.set_num_threads(1)
     if args.resume is None and args.env is None:
         parser.error("give --env (or --resume RUN_FOLDER)")
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    distributed = processes > 1
+    run_folder: str | None = None
+    if distributed:
+        # Lazy: a single-process run never imports the distributed code.
+        from sb3_mlsh import distributed as mlsh_distributed
+
+        mlsh_distributed.init_process_group(args.dist_timeout)
+        main_process = th.distributed.get_rank() == 0
+        mlsh_distributed.install_stop_handler(lambda: _resume_hint(run_folder, processes))
+    else:
+        main_process = True
+    say = print if main_process else (lambda *_args, **_kwargs: None)
     if args.resume is not None:
         run_folder = args.resume
-        with open(os.path.join(run_folder, "config.yml")) as file:
-            config = yaml.safe_load(file)
+        if main_process:
+            with open(os.path.join(run_folder, "config.yml")) as file:
+                config = yaml.safe_load(file)
+            checkpoint = _latest_checkpoint(run_folder)
+        source: Any = checkpoint if main_process else None
+        if distributed:
+            # Only rank 0 needs to see the run folder: the others receive the config and the checkpoint's bytes.
+            blob = None
+            if main_process:
+                with open(checkpoint, "rb") as file:
+                    blob = file.read()
+            shared = (config, checkpoint, blob) if main_process else None
+            config, checkpoint, blob = mlsh_distributed.broadcast_from_main(shared)
+            source = io.BytesIO(blob)
         env_id = config["env"]
         kwargs, n_timesteps, _ = parse_hyperparams(config["hyperparams"], env_id)
-        checkpoint = _latest_checkpoint(run_folder)
         if args.save_freq == parser.get_default("save_freq"):
             args.save_freq = config.get("save_freq", args.save_freq)
         # Append to the Monitor CSVs: the episodes before the interruption stay in the learning curve.
         model = MLSH.load(
-            checkpoint,
+            source,
             verbose=args.verbose,
             tensorboard_log=run_folder,
             monitor_dir=run_folder,
             monitor_kwargs={"override_existing": False},
             device=args.device,
         )
-        print(f"Resuming {run_folder} from {checkpoint} at {model.num_timesteps} steps (target {n_timesteps}).")
+        say(f"Resuming {run_folder} from {checkpoint} at {model.num_timesteps} steps (target {n_timesteps}).")
     else:
         env_id = args.env
         entry = override_hyperparams(load_hyperparams(env_id, args.hyperparams_file), args.hyperparams)
+        if args.task_groups is not None:
+            entry["task_groups"] = args.task_groups
         kwargs, n_timesteps, policy = parse_hyperparams(entry, env_id)
         if args.n_timesteps is not None:
             n_timesteps = args.n_timesteps
             entry["n_timesteps"] = n_timesteps
-        run_folder = _run_folder(args.log_folder, env_id)
-        os.makedirs(run_folder)
-        with open(os.path.join(run_folder, "config.yml"), "w") as file:
-            config = {"env": env_id, "seed": args.seed, "save_freq": args.save_freq, "hyperparams": entry}
-            yaml.safe_dump(config, file, sort_keys=False)
+        if main_process:
+            run_folder = _run_folder(args.log_folder, env_id)
+            os.makedirs(run_folder)
+            with open(os.path.join(run_folder, "config.yml"), "w") as file:
+                config = {"env": env_id, "seed": args.seed, "save_freq": args.save_freq, "hyperparams": entry}
+                if distributed:
+                    config["processes"] = processes  # n_envs is per process
+                yaml.safe_dump(config, file, sort_keys=False)
+        if distributed:
+            run_folder = mlsh_distributed.broadcast_from_main(run_folder)
+        assert run_folder is not None
         model = MLSH(
             policy,
             env_id,
@@ -292,12 +360,19 @@ def main(argv: list[str] | None = None) -> MLSH:
             device=args.device,
             **kwargs,
         )
-        print(f"Training MLSH on {env_id} for {n_timesteps} steps; logs in {run_folder}")
+        say(
+            f"Training MLSH on {env_id} for {n_timesteps} steps"
+            + (f" over {processes} processes ({model.n_envs} envs each)" if distributed else "")
+            + f"; logs in {run_folder}"
+        )
     callback = None
     if args.save_freq > 0:
-        callback = CheckpointCallback(max(args.save_freq // model.n_envs, 1), os.path.join(run_folder, "checkpoints"), "mlsh")
+        # Every process runs the callback: a save is a collective call, of which rank 0 writes the file.
+        save_every = max(args.save_freq // (model.n_envs * processes), 1)
+        callback = CheckpointCallback(save_every, os.path.join(run_folder, "checkpoints"), "mlsh")
     start = time.time()
     remaining = n_timesteps - (model.num_timesteps if args.resume else 0)
+    finished = False
     try:
         model.learn(
             max(remaining, 0),
@@ -307,17 +382,38 @@ def main(argv: list[str] | None = None) -> MLSH:
             reset_num_timesteps=args.resume is None,
             progress_bar=not args.no_progress,
         )
+        finished = True
+    except Exception as error:
+        if not distributed:
+            raise
+        mlsh_distributed.mark_stopping()
+        rank = th.distributed.get_rank()
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        print(
+            f"error: rank {rank} lost the other processes of the run ({type(error).__name__}: {first_line}). A process "
+            f"died or stopped answering for --dist-timeout {args.dist_timeout:g} s (the launcher's log names it); "
+            f"{_resume_hint(run_folder, processes)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(1) from error
     finally:
-        model.save(os.path.join(run_folder, "model.zip"))
-        _write_iterations(model, os.path.join(run_folder, "iterations.csv"))
+        # A distributed save gathers from every process: after a failure only the checkpoints remain.
+        if finished or not distributed:
+            model.save(os.path.join(run_folder, "model.zip"))
+        if main_process:
+            _write_iterations(model, os.path.join(run_folder, "iterations.csv"))
     elapsed = time.time() - start
-    returns = [info["r"] for info in model.ep_info_buffer] if model.ep_info_buffer else [float("nan")]
-    png = plot_run(run_folder, title=f"MLSH on {env_id}")
-    print(
-        f"Done: {model.num_timesteps} steps in {elapsed:.0f} s ({model.num_timesteps / max(elapsed, 1e-9):.0f} steps/s). "
-        f"Mean return of the last {len(returns)} episodes: {np.mean(returns):.2f}.\n"
-        f"Model: {os.path.join(run_folder, 'model.zip')}\nLearning curve: {png}"
-    )
+    if main_process:
+        returns = [info["r"] for info in model.ep_info_buffer] if model.ep_info_buffer else [float("nan")]
+        png = plot_run(run_folder, title=f"MLSH on {env_id}")
+        print(
+            f"Done: {model.num_timesteps} steps in {elapsed:.0f} s ({model.num_timesteps / max(elapsed, 1e-9):.0f} steps/s). "
+            f"Mean return of the last {len(returns)} episodes: {np.mean(returns):.2f}.\n"
+            f"Model: {os.path.join(run_folder, 'model.zip')}\nLearning curve: {png}"
+        )
+    if distributed:
+        th.distributed.destroy_process_group()
     return model
 
 

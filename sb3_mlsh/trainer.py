@@ -122,7 +122,7 @@ class MLSHMetaTrainer:
         joint = [group.env_indices for group in self.groups if self.phase(group) == JOINT]
         return np.concatenate(joint) if joint else np.zeros(0, dtype=np.int64)
 
-    def _draw_task(self) -> Any:
+    def _draw_task(self, group: TaskGroup) -> Any:
         return self.fixed_task if self.fixed_task is not None else self.task_sampler.sample(1, rng=self.rng)[0]
 
     def start_task(self, group: TaskGroup, reset_envs: bool) -> list[Any] | None:
@@ -136,7 +136,7 @@ class MLSHMetaTrainer:
         if group.tasks_started > 0:
             self.reset_master(group.master)
             group.warmup_length = self.warmup_iterations
-        group.task = self._draw_task()
+        group.task = self._draw_task(group)
         group.iteration = 0
         group.tasks_started += 1
         indices = group.env_indices.tolist()
