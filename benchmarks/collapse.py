@@ -3,8 +3,11 @@ Collapse rate and ablations on a two-task family (MovementBandits, KeyDoor): met
 several seeds and record, per seed,
 
 - what each sub-policy learned: its mean return acting alone on each task (a K x 2 matrix);
-- whether the sub-policies collapsed: every sub-policy is best on the same task (the failure users of the original
-  report: the master then has nothing to choose);
+- the outcome, from that matrix, where a sub-policy "serves" a task when it earns at least half the oracle's return
+  there alone: ``specialised`` (every task served, by different sub-policies), ``collapsed`` (the sub-policies serve
+  the same task and the other task is served by none: the failure users of the original report), ``unlearned`` (a task
+  is served by none and some sub-policy serves nothing: it has not learned a skill yet); ``collapsed`` in the CSV is
+  the coarser test that every sub-policy is best on the same task;
 - the return on each task of a fresh master over the frozen sub-policies, per iteration (``MLSH.adapt``).
 
     python benchmarks/collapse.py --tag default --seeds 0 1 2 3 4 5 6 7 8 9
@@ -36,6 +39,21 @@ from sb3_mlsh import MLSH
 from sb3_mlsh.train import load_hyperparams, override_hyperparams, parse_hyperparams
 
 TASKS = (0, 1)
+SERVES = 22.0  # half the MovementBandits oracle's return (43.9)
+
+
+def outcome(matrix: np.ndarray, serves: float = SERVES) -> str:
+    """
+    :param matrix: Return of each sub-policy (rows) acting alone on each task (columns).
+    :param serves: Return from which a sub-policy counts as serving a task.
+    :return: ``"specialised"``, ``"collapsed"`` or ``"unlearned"`` (see the module docstring).
+    """
+    serving = matrix >= serves
+    if serving.any(axis=0).all():
+        return "specialised"
+    if serving.any(axis=1).all():
+        return "collapsed"
+    return "unlearned"
 
 
 def model_path(models: str, tag: str, env_id: str, seed: int) -> str:
@@ -90,6 +108,7 @@ def summarise(folder: str, family: str) -> pd.DataFrame:
     rows = []
     for tag, data in frame.groupby("tag", sort=False):
         per_seed = data.groupby("seed").first()
+        outcomes = per_seed["subpolicy_task_returns"].map(lambda text: outcome(np.array(json.loads(text))))
         first10 = data[data["iteration"] <= 10].groupby(["seed", "task"])["ret"].mean()
         uncollapsed = first10[~first10.index.get_level_values("seed").isin(per_seed.index[per_seed["collapsed"]])]
         rows.append(
@@ -98,6 +117,9 @@ def summarise(folder: str, family: str) -> pd.DataFrame:
                 overrides=per_seed["overrides"].iloc[0] if isinstance(per_seed["overrides"].iloc[0], str) else "",
                 seeds=len(per_seed),
                 collapsed=int(per_seed["collapsed"].sum()),
+                specialised=int((outcomes == "specialised").sum()),
+                both_on_one_goal=int((outcomes == "collapsed").sum()),
+                unlearned=int((outcomes == "unlearned").sum()),
                 first10_mean=round(first10.mean(), 2),
                 first10_std=round(first10.std(ddof=0), 2),
                 first10_uncollapsed_mean=round(uncollapsed.mean(), 2) if len(uncollapsed) else float("nan"),

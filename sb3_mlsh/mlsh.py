@@ -478,19 +478,13 @@ class MLSH(BaseAlgorithm):
         )
         if self._dist is None:
             masters = [self._make_master() for _ in range(self.task_groups)]
-            self.trainer = MLSHMetaTrainer(
-                self.task_sampler,
-                self.env,
-                masters,
-                self._reset_master,
-                self.warmup_iterations,
-                self.joint_iterations,
-                stagger=self.stagger_groups,
-                seed=self.seed,
-            )
+            self.trainer = MLSHMetaTrainer(*self._trainer_arguments(masters), stagger=self.stagger_groups, seed=self.seed)
             self.collector.rng = np.random.default_rng(None if self.seed is None else self.seed + 1)
         else:
             self._setup_distributed()
+
+    def _trainer_arguments(self, masters: list[PPO]) -> tuple:
+        return (self.task_sampler, self.env, masters, self._reset_master, self.warmup_iterations, self.joint_iterations)
 
     def _setup_distributed(self) -> None:
         from sb3_mlsh.distributed import DistributedMetaTrainer, DistributedSubPolicyOptimizer
@@ -498,15 +492,7 @@ class MLSH(BaseAlgorithm):
         context = self._dist
         masters = [self._make_master(index) for index in context.local_groups]
         self.trainer = DistributedMetaTrainer(
-            self.task_sampler,
-            self.env,
-            masters,
-            self._reset_master,
-            self.warmup_iterations,
-            self.joint_iterations,
-            context,
-            stagger=self.stagger_groups,
-            seed=self.seed,
+            *self._trainer_arguments(masters), context, stagger=self.stagger_groups, seed=self.seed
         )
         self.collector.rng = np.random.default_rng(context.local_seed(self.seed, self.n_envs) + 1)
         self.collector.processes = context.world_size

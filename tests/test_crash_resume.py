@@ -5,11 +5,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import torch as th
+from run_folders import checkpoint_steps, wait_for_checkpoints
 from stable_baselines3.common.callbacks import BaseCallback
 from toy_envs import make_toy
 
@@ -21,13 +21,6 @@ ITERATION_STEPS = N_ENVS * N_STEPS  # primitive steps of one iteration
 SAVE_FREQ = 4 * ITERATION_STEPS
 TARGET = 40 * ITERATION_STEPS
 STARTUP_TIMEOUT = 60.0
-
-
-def _checkpoint_steps(run: str) -> list[int]:
-    folder = os.path.join(run, "checkpoints")
-    if not os.path.isdir(folder):
-        return []
-    return sorted(int(m.group(1)) for f in os.listdir(folder) if (m := re.fullmatch(r"mlsh_(\d+)_steps\.zip", f)))
 
 
 def _monitor_steps(run: str) -> int:
@@ -52,12 +45,8 @@ def test_sigkill_mid_run_then_resume_loses_at_most_one_checkpoint_interval(tmp_p
     run = os.path.join(tmp_path, "mlsh", ENV_ID.replace("/", "-") + "_1")
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
         # Wait for the second checkpoint so that the kill lands in the middle of the run, past a completed iteration.
-        while len(_checkpoint_steps(run)) < 2:
-            assert process.poll() is None, f"training ended before it could be killed:\n{process.stdout.read()}"
-            assert time.monotonic() < deadline, "no checkpoint appeared in time"
-            time.sleep(0.05)
+        wait_for_checkpoints(process, run, 2, STARTUP_TIMEOUT)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
     finally:
@@ -66,7 +55,7 @@ def test_sigkill_mid_run_then_resume_loses_at_most_one_checkpoint_interval(tmp_p
             process.wait()
     assert process.returncode == -signal.SIGKILL
     assert not os.path.exists(os.path.join(run, "model.zip")), "the run finished before the kill"
-    last_checkpoint = _checkpoint_steps(run)[-1]
+    last_checkpoint = checkpoint_steps(run)[-1]
     progress_at_kill = _monitor_steps(run)
     assert last_checkpoint < TARGET
     # No partial file: every checkpoint is complete (saves are atomic), so the latest one loads.
@@ -98,7 +87,7 @@ def test_sigkill_mid_run_then_resume_loses_at_most_one_checkpoint_interval(tmp_p
     assert final.iteration == TARGET // ITERATION_STEPS
     iterations = pd.read_csv(os.path.join(run, "iterations.csv"))
     assert iterations["timesteps"].iloc[-1] == TARGET
-    assert _checkpoint_steps(run)[-1] > last_checkpoint  # the resumed run checkpoints too
+    assert checkpoint_steps(run)[-1] > last_checkpoint  # the resumed run checkpoints too
 
 
 class ScheduleRecorder(BaseCallback):

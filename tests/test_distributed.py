@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch as th
+from run_folders import checkpoint_steps, wait_for_checkpoints
 from toy_envs import make_toy
 
 from sb3_mlsh import MLSH
@@ -144,13 +145,6 @@ TARGET = 16 * ITERATION_STEPS
 KILL_TO_EXIT_LIMIT = 60.0
 
 
-def _checkpoints(run: str) -> list[int]:
-    folder = os.path.join(run, "checkpoints")
-    if not os.path.isdir(folder):
-        return []
-    return sorted(int(m.group(1)) for f in os.listdir(folder) if (m := re.fullmatch(r"mlsh_(\d+)_steps\.zip", f)))
-
-
 def _worker_of_rank(launcher: int, rank: int) -> int | None:
     for thread in os.listdir(f"/proc/{launcher}/task"):
         with open(f"/proc/{launcher}/task/{thread}/children") as file:
@@ -171,11 +165,7 @@ def test_killed_rank_stops_the_run_with_a_resume_hint_then_resume_finishes(tmp_p
     run = os.path.join(tmp_path, "mlsh", ENV_ID.replace("/", "-") + "_1")
     launcher = subprocess.Popen(command, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + LAUNCH_TIMEOUT
-        while len(_checkpoints(run)) < 2:
-            assert launcher.poll() is None, f"training ended before it could be killed:\n{launcher.stdout.read()}"
-            assert time.monotonic() < deadline, "no checkpoint appeared in time"
-            time.sleep(0.05)
+        wait_for_checkpoints(launcher, run, 2, LAUNCH_TIMEOUT)
         victim = _worker_of_rank(launcher.pid, 1)
         assert victim is not None
         os.kill(victim, signal.SIGKILL)
@@ -192,7 +182,7 @@ def test_killed_rank_stops_the_run_with_a_resume_hint_then_resume_finishes(tmp_p
     # The surviving rank says what happened and how to go on.
     assert f"--resume {run}" in output, output
     assert "last checkpoint is" in output, output
-    last = _checkpoints(run)[-1]
+    last = checkpoint_steps(run)[-1]
     assert last < TARGET
 
     resumed = subprocess.run(
