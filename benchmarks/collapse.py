@@ -3,11 +3,10 @@ Collapse rate and ablations on a two-task family (MovementBandits, KeyDoor): met
 several seeds and record, per seed,
 
 - what each sub-policy learned: its mean return acting alone on each task (a K x 2 matrix);
-- the outcome, from that matrix, where a sub-policy "serves" a task when it earns at least half the oracle's return
-  there alone: ``specialised`` (every task served, by different sub-policies), ``collapsed`` (the sub-policies serve
-  the same task and the other task is served by none: the failure users of the original report), ``unlearned`` (a task
-  is served by none and some sub-policy serves nothing: it has not learned a skill yet); ``collapsed`` in the CSV is
-  the coarser test that every sub-policy is best on the same task;
+- whether the sub-policies collapsed: every sub-policy is best on the same task (the failure users of the original
+  report: the master then has nothing to choose);
+- whether they specialised: two different sub-policies each earn at least half the oracle's return alone, one on
+  each task (a seed can be neither: one skill learned, the other still weak);
 - the return on each task of a fresh master over the frozen sub-policies, per iteration (``MLSH.adapt``).
 
     python benchmarks/collapse.py --tag default --seeds 0 1 2 3 4 5 6 7 8 9
@@ -42,18 +41,14 @@ TASKS = (0, 1)
 SERVES = 22.0  # half the MovementBandits oracle's return (43.9)
 
 
-def outcome(matrix: np.ndarray, serves: float = SERVES) -> str:
+def specialised(matrix: np.ndarray, serves: float = SERVES) -> bool:
     """
-    :param matrix: Return of each sub-policy (rows) acting alone on each task (columns).
+    :param matrix: Return of each sub-policy (rows) acting alone on each of the two tasks (columns).
     :param serves: Return from which a sub-policy counts as serving a task.
-    :return: ``"specialised"``, ``"collapsed"`` or ``"unlearned"`` (see the module docstring).
+    :return: Whether two different sub-policies serve the two tasks.
     """
-    serving = matrix >= serves
-    if serving.any(axis=0).all():
-        return "specialised"
-    if serving.any(axis=1).all():
-        return "collapsed"
-    return "unlearned"
+    first, second = np.flatnonzero(matrix[:, 0] >= serves), np.flatnonzero(matrix[:, 1] >= serves)
+    return any(i != j for i in first for j in second)
 
 
 def model_path(models: str, tag: str, env_id: str, seed: int) -> str:
@@ -108,7 +103,7 @@ def summarise(folder: str, family: str) -> pd.DataFrame:
     rows = []
     for tag, data in frame.groupby("tag", sort=False):
         per_seed = data.groupby("seed").first()
-        outcomes = per_seed["subpolicy_task_returns"].map(lambda text: outcome(np.array(json.loads(text))))
+        matrices = per_seed["subpolicy_task_returns"].map(lambda text: np.array(json.loads(text)))
         first10 = data[data["iteration"] <= 10].groupby(["seed", "task"])["ret"].mean()
         uncollapsed = first10[~first10.index.get_level_values("seed").isin(per_seed.index[per_seed["collapsed"]])]
         rows.append(
@@ -117,9 +112,7 @@ def summarise(folder: str, family: str) -> pd.DataFrame:
                 overrides=per_seed["overrides"].iloc[0] if isinstance(per_seed["overrides"].iloc[0], str) else "",
                 seeds=len(per_seed),
                 collapsed=int(per_seed["collapsed"].sum()),
-                specialised=int((outcomes == "specialised").sum()),
-                both_on_one_goal=int((outcomes == "collapsed").sum()),
-                unlearned=int((outcomes == "unlearned").sum()),
+                specialised=int(matrices.map(specialised).sum()),
                 first10_mean=round(first10.mean(), 2),
                 first10_std=round(first10.std(ddof=0), 2),
                 first10_uncollapsed_mean=round(uncollapsed.mean(), 2) if len(uncollapsed) else float("nan"),
@@ -130,6 +123,41 @@ def summarise(folder: str, family: str) -> pd.DataFrame:
             )
         )
     return pd.DataFrame(rows)
+
+
+def plot_skills(per_tag: dict[str, list[np.ndarray]], path: str) -> None:
+    """
+    One panel per setting; in it, every sub-policy of every seed is a point (its return alone when goal 0 pays, when
+    goal 1 pays), and a seed's sub-policies are joined by a line: specialised seeds span two corners, collapsed seeds
+    sit in one.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(len(per_tag), 4)
+    rows = -(-len(per_tag) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(per_tag) :]:
+        ax.axis("off")
+    for ax, (tag, matrices) in zip(axes.flat, per_tag.items()):
+        for matrix in matrices:
+            color = "tab:green" if specialised(matrix) else "tab:red"
+            ax.plot(matrix[:, 0], matrix[:, 1], "o-", color=color, alpha=0.6, markersize=4)
+        n_good = sum(specialised(m) for m in matrices)
+        ax.set_title(f"{tag}\n{n_good} of {len(matrices)} seeds specialised", fontsize="small")
+        ax.set_xlim(-2, 47)
+        ax.set_ylim(-2, 47)
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("return alone, goal 1 pays")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("return alone, goal 0 pays")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -157,6 +185,16 @@ def main() -> None:
     summary = summarise(folder, family)
     out = os.path.join(RESULTS, f"collapse_{family}_summary.csv")
     summary.to_csv(out, index=False)
+    per_tag: dict[str, list[np.ndarray]] = {}
+    before = os.path.join(RESULTS, "before_0.1.0", f"transfer_{family}_subpolicies.csv")
+    if os.path.exists(before):  # the settings of release 0.1.0, from transfer.py
+        texts = pd.read_csv(before)["subpolicy_task_returns"]
+        per_tag["0.1.0 settings, 1.5 M steps"] = [np.array(json.loads(text)) for text in texts]
+    for file in sorted(glob.glob(os.path.join(folder, f"{family}_*_seed*.csv"))):
+        first = pd.read_csv(file, nrows=1).iloc[0]
+        label = f"{first['tag']}, {first['meta_timesteps'] / 1e6:g} M steps"
+        per_tag.setdefault(label, []).append(np.array(json.loads(first["subpolicy_task_returns"])))
+    plot_skills(per_tag, os.path.join(RESULTS, f"collapse_{family}.png"))
     print(summary.to_string(index=False))
     print(f"machine: {machine()}; wrote {out}")
 
