@@ -283,7 +283,7 @@ class SubPolicyBankPolicy(BasePolicy):
     :param log_std_init: Initial log-std of Gaussian actions.
     :param max_grad_norm: Gradient-norm clip, applied per sub-policy.
     :param share_scaled_steps: Scale each sub-policy's learning rate by its share of the minibatch
-        (:class:`SubPolicyOptimizer`); False is the paper's update, where a few samples still make a full step.
+        (:class:`SubPolicyOptimizer`); False (default) is the paper's update, where a few samples still make a full step.
     :param use_sde: Not supported (must be False); accepted for SB3 compatibility.
     :param normalize_images: Divide image observations by 255.
     :param optimizer_class: Optimizer of each sub-policy.
@@ -301,7 +301,7 @@ class SubPolicyBankPolicy(BasePolicy):
         ortho_init: bool = True,
         log_std_init: float = 0.0,
         max_grad_norm: float = 0.5,
-        share_scaled_steps: bool = True,
+        share_scaled_steps: bool = False,
         use_sde: bool = False,
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
