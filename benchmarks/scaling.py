@@ -119,6 +119,10 @@ def _worker(args: argparse.Namespace) -> None:
         report["probe"] = probe
     with open(os.path.join(args.out, f"rank{rank}.json"), "w") as file:
         json.dump(report, file)
+    if th.distributed.is_initialized():
+        # Without it, gloo's threads can abort the interpreter at exit ("terminate called without an active exception").
+        th.distributed.barrier()
+        th.distributed.destroy_process_group()
 
 
 # ------------------------------------------------------------------------------------------------------ driver

@@ -16,6 +16,7 @@ in one all-reduce per minibatch. Every collective runs the same number of times 
 minibatches per epoch is agreed on before each update.
 """
 
+import atexit
 import datetime
 import math
 import os
@@ -84,6 +85,14 @@ def init_process_group(timeout: float | None = None) -> None:
             "`torchrun --nproc_per_node=P -m sb3_mlsh.train ...` or call torch.distributed.init_process_group() first."
         )
     dist.init_process_group(backend="gloo", timeout=datetime.timedelta(seconds=_timeout_seconds))
+    # A gloo group still alive when the interpreter exits can abort it ("terminate called without an active
+    # exception"), turning a finished run into a failed one for torchrun.
+    atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def broadcast_from_main(value: Any) -> Any:
