@@ -34,10 +34,10 @@ from stable_baselines3.common.env_util import make_vec_env
 import mlsh_envs
 from mlsh_envs import make_task_sampler
 from sb3_mlsh import MLSH
-from sb3_mlsh.train import load_hyperparams, parse_hyperparams
+from sb3_mlsh.train import load_hyperparams, override_hyperparams, parse_hyperparams
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
-TWO_TASK_FAMILIES = ("mlsh/MovementBandits-v0", "mlsh/KeyDoor-v0")
+TWO_TASK_FAMILIES = ("mlsh/MovementBandits-v0", "mlsh/KeyDoor-v0", "mlsh/AntTwowalk-v0")
 
 
 class TaskResampling(gym.Wrapper):
@@ -107,7 +107,7 @@ def subpolicy_task_returns(model: MLSH, env_id: str, tasks: list[Any], episodes:
 def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], timings: dict[str, float]) -> None:
     """Meta-train (or load) MLSH and the shared policy for ``seed``, then record every method on new tasks."""
     env_id = args.env
-    kwargs, n_timesteps, _ = parse_hyperparams(load_hyperparams(env_id), env_id)
+    kwargs, n_timesteps, _ = parse_hyperparams(override_hyperparams(load_hyperparams(env_id), args.hyperparams), env_id)
     meta_timesteps = args.meta_timesteps or n_timesteps
     kwargs.update(n_envs=args.n_envs, n_steps=args.n_steps)
     iteration_steps = args.n_envs * args.n_steps
@@ -117,8 +117,9 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
     if os.path.exists(model_path) and not args.retrain:
         print(f"seed {seed}: loading {model_path}", flush=True)
     else:
-        meta = MLSH("MlpPolicy", make_task_sampler(env_id, split="train", seed=seed), seed=seed, device="cpu", **kwargs)
-        meta.learn(meta_timesteps)
+        sampler = make_task_sampler(env_id, split="train", seed=seed)
+        meta = MLSH("MlpPolicy", sampler, seed=seed, device="cpu", verbose=args.verbose, **kwargs)
+        meta.learn(meta_timesteps, log_interval=args.log_interval)
         os.makedirs(args.models, exist_ok=True)
         meta.save(model_path)
         timings[f"mlsh_meta_train_seed{seed}_s"] = time.time() - start
@@ -140,18 +141,23 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
         timings["collapsed"] = float(len(set(best_task.tolist())) < 2)
         timings["subpolicy_task_returns"] = matrix.round(1).tolist()  # type: ignore[assignment]
         print(f"seed {seed}: sub-policy x task returns {matrix.round(1).tolist()}", flush=True)
-    if env_id in TWO_TASK_FAMILIES:
+    target = args.transfer_env or env_id
+    if target in TWO_TASK_FAMILIES:
         tasks = [0, 1]  # both: a draw of two could give the same task twice and favour whichever goal a policy prefers
     else:
-        tasks = make_task_sampler(env_id, split="test", seed=1000 + seed).sample(args.tasks)
+        tasks = make_task_sampler(target, split="test", seed=1000 + seed).sample(args.tasks)
+    # The sub-policies move to the target family's envs (same spaces), e.g. AntTwowalk's onto the obstacle course.
+    target_sampler = make_task_sampler(target, split="test") if args.transfer_env else None
     for task_index, task in enumerate(tasks):
         for method in ("mlsh", "mlsh_joint"):
-            model = MLSH.load(model_path, n_envs=args.n_envs, n_steps=args.n_steps, task_groups=1, seed=seed, device="cpu")
+            model = MLSH.load(
+                model_path, target_sampler, n_envs=args.n_envs, n_steps=args.n_steps, task_groups=1, seed=seed, device="cpu"
+            )
             model.adapt(task, adapt_steps, update_subpolicies=method == "mlsh_joint")
             returns = [entry["episode_return_mean"] for entry in model.iteration_log]
             rows.extend(dict(method=method, seed=seed, task=str(task), iteration=i + 1, ret=r) for i, r in enumerate(returns))
         for method in ("ppo_scratch", "shared"):
-            env = fixed_task_env(env_id, task, args.n_envs, seed)
+            env = fixed_task_env(target, task, args.n_envs, seed)
             if method == "shared":
                 learner = PPO.load(shared_path, env=env, device="cpu")
             else:
@@ -217,11 +223,21 @@ def main() -> None:
     parser.add_argument("--env", default="mlsh/MovementBandits-v0", choices=mlsh_envs.ENV_IDS)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
     parser.add_argument("--meta-timesteps", type=int, default=None, help="MLSH meta-training budget (default: the YAML's)")
+    parser.add_argument(
+        "--transfer-env",
+        default=None,
+        choices=mlsh_envs.ENV_IDS,
+        help="adapt on this family's held-out tasks (default: --env)",
+    )
+    parser.add_argument("--verbose", type=int, default=0, help="1: print MLSH's log table during meta-training")
+    parser.add_argument("--log-interval", type=int, default=10, help="iterations between log tables (with --verbose 1)")
+    parser.add_argument("--hyperparams", "-params", nargs="+", default=[], metavar="KEY:VALUE", help="YAML overrides")
     parser.add_argument("--shared-timesteps", type=int, default=500_000, help="budget of the shared PPO policy")
     parser.add_argument("--iterations", type=int, default=10, help="iterations on each new task")
     parser.add_argument("--tasks", type=int, default=2, help="new tasks per seed (two-task families: both tasks)")
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--n-steps", type=int, default=250, help="steps per env per iteration")
+    parser.add_argument("--results", default=RESULTS, help="where the seed files, the summary and the plot go")
     parser.add_argument("--models", default=os.path.join(RESULTS, "models"), help="where meta-trained models are kept")
     parser.add_argument(
         "--model-tag", default="default", help="models are <models>/<tag>_<family>_seed<s>.zip (collapse.py's --tag)"
@@ -230,8 +246,10 @@ def main() -> None:
     parser.add_argument("--summarise", action="store_true", help="only combine the seed files present")
     args = parser.parse_args()
     th.set_num_threads(1)
-    os.makedirs(RESULTS, exist_ok=True)
+    os.makedirs(args.results, exist_ok=True)
     name = args.env.split("/")[-1].replace("-v0", "")
+    if args.transfer_env:
+        name = f"{name}_to_{args.transfer_env.split('/')[-1].replace('-v0', '')}"
     if not args.summarise:
         for seed in args.seeds:
             rows: list[dict[str, Any]] = []
@@ -242,25 +260,26 @@ def main() -> None:
             frame["seconds"] = time.time() - started
             for key, value in timings.items():
                 frame[key] = str(value) if isinstance(value, list) else round(value, 1)
-            frame.to_csv(os.path.join(RESULTS, f"transfer_{name}_seed{seed}.csv"), index=False)
-    files = sorted(f for f in os.listdir(RESULTS) if f.startswith(f"transfer_{name}_seed") and f.endswith(".csv"))
-    frame = pd.concat([pd.read_csv(os.path.join(RESULTS, f)) for f in files], ignore_index=True)
+            frame.to_csv(os.path.join(args.results, f"transfer_{name}_seed{seed}.csv"), index=False)
+    files = sorted(f for f in os.listdir(args.results) if f.startswith(f"transfer_{name}_seed") and f.endswith(".csv"))
+    frame = pd.concat([pd.read_csv(os.path.join(args.results, f)) for f in files], ignore_index=True)
     oracle = None
-    if hasattr(gym.make(args.env).unwrapped, "oracle_action"):
-        oracle = mlsh_envs.evaluate_oracle(args.env, n_episodes=100, seed=0)[0]
+    target = args.transfer_env or args.env
+    if hasattr(gym.make(target).unwrapped, "oracle_action"):
+        oracle = mlsh_envs.evaluate_oracle(target, n_episodes=100, seed=0)[0]
     summary = summarise(frame, oracle)
-    summary.to_csv(os.path.join(RESULTS, f"transfer_{name}_summary.csv"), index=False)
+    summary.to_csv(os.path.join(args.results, f"transfer_{name}_summary.csv"), index=False)
     n_seeds, n_tasks = frame["seed"].nunique(), frame.groupby("seed")["task"].nunique().max()
     plot(
         frame,
         oracle,
         f"Transfer to new {name} tasks ({n_seeds} seeds x {n_tasks} tasks)",
-        os.path.join(RESULTS, f"transfer_{name}.png"),
+        os.path.join(args.results, f"transfer_{name}.png"),
     )
     print(summary.to_string(index=False))
     if "collapsed" in frame.columns:
         per_seed = frame.groupby("seed")[["collapsed", "subpolicy_task_returns"]].first()
-        per_seed.to_csv(os.path.join(RESULTS, f"transfer_{name}_subpolicies.csv"))
+        per_seed.to_csv(os.path.join(args.results, f"transfer_{name}_subpolicies.csv"))
         collapsed = int(per_seed["collapsed"].sum())
         print(f"collapse (both sub-policies best on the same goal): {collapsed} of {len(per_seed)} seeds")
         print(per_seed.to_string())

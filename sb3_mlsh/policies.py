@@ -84,20 +84,21 @@ class _MLPBank(nn.Module):
                     theta[bank, start : start + n_in * n_out] = linear.weight.t().reshape(-1)
                     theta[bank, start + n_in * n_out : start + n_in * n_out + n_out] = linear.bias
 
-    #: From this batch size on, :meth:`selected` runs each network on its own samples (1x the matmul work) instead of
-    #: every network on every sample (Kx the work in one batched matmul per layer, cheaper for small batches).
-    chunked_from_batch = 512
+    #: From this many network-samples (K x batch) on, :meth:`selected` runs each network on its own samples (1x the
+    #: matmul work, K small matmuls per layer) instead of every network on every sample (Kx the work in one batched
+    #: matmul per layer, cheaper while the work is small); benchmarks/bank_forward.py measures the crossover.
+    chunked_from_work = 1000
 
-    def selected(self, theta: th.Tensor, features: th.Tensor, index: th.Tensor) -> th.Tensor:
+    def selected(self, weights: tuple[th.Tensor, ...], features: th.Tensor, index: th.Tensor) -> th.Tensor:
         """
-        :param theta: The parameter matrix (K rows).
+        :param weights: This bank's pieces of the parameter matrix, from :meth:`SubPolicyBankPolicy.split_theta`.
         :param features: Inputs of shape (batch, n_in).
         :param index: Which network each sample goes through, shape (batch,).
         :return: Each sample's output of its own network, shape (batch, n_out).
         """
         batch = features.shape[0]
-        if batch < self.chunked_from_batch:
-            return self(theta, features)[index, th.arange(batch, device=features.device)]
+        if self.n_banks * batch < self.chunked_from_work:
+            return self(weights, features)[index, th.arange(batch, device=features.device)]
         order = th.argsort(index, stable=True)
         counts = th.bincount(index, minlength=self.n_banks).tolist()
         outputs = []
@@ -105,29 +106,33 @@ class _MLPBank(nn.Module):
             if len(chunk) == 0:
                 continue
             hidden = chunk
-            for layer, (start, n_in, n_out) in enumerate(self.layers):
-                middle = start + n_in * n_out
-                hidden = th.addmm(theta[bank, middle : middle + n_out], hidden, theta[bank, start:middle].view(n_in, n_out))
+            for layer, (_, n_in, n_out) in enumerate(self.layers):
+                weight, bias = weights[2 * layer], weights[2 * layer + 1]
+                hidden = th.addmm(bias[bank], hidden, weight[bank].view(n_in, n_out))
                 if layer < len(self.layers) - 1:
                     hidden = self.activation(hidden)
             outputs.append(hidden)
         return th.cat(outputs)[th.argsort(order)]
 
-    def forward(self, theta: th.Tensor, features: th.Tensor) -> th.Tensor:
+    def forward(self, weights: tuple[th.Tensor, ...], features: th.Tensor) -> th.Tensor:
         """
-        :param theta: The parameter matrix (K rows).
+        :param weights: This bank's pieces of the parameter matrix, from :meth:`SubPolicyBankPolicy.split_theta`.
         :param features: Inputs of shape (batch, n_in), shared by all networks.
         :return: Outputs of every network, shape (K, batch, n_out).
         """
         hidden = features.unsqueeze(0).expand(self.n_banks, *features.shape)
         last = len(self.layers) - 1
-        for index, (start, n_in, n_out) in enumerate(self.layers):
-            middle = start + n_in * n_out
-            weight = theta[:, start:middle].view(self.n_banks, n_in, n_out)
-            hidden = th.baddbmm(theta[:, middle : middle + n_out].unsqueeze(1), hidden, weight)
+        for index, (_, n_in, n_out) in enumerate(self.layers):
+            weight = weights[2 * index].view(self.n_banks, n_in, n_out)
+            hidden = th.baddbmm(weights[2 * index + 1].unsqueeze(1), hidden, weight)
             if index < last:
                 hidden = self.activation(hidden)
         return hidden
+
+    @property
+    def widths(self) -> list[int]:
+        """Widths of this bank's pieces of the parameter matrix, in order: each layer's weight, then its bias."""
+        return [width for _, n_in, n_out in self.layers for width in (n_in * n_out, n_out)]
 
 
 def _merge_legacy_optimizer_states(states: list[dict[str, Any]]) -> dict[str, Any]:
@@ -363,6 +368,7 @@ class SubPolicyBankPolicy(BasePolicy):
             size += n_action_outputs
         # Row k holds everything of sub-policy k: actor, critic and (Box actions) its own Gaussian log-std.
         self.theta = nn.Parameter(th.zeros(k, size))
+        self._widths = self.actor.widths + self.critic.widths + ([n_action_outputs] if self.log_std_slice is not None else [])
         self.actor.initialise(self.theta, output_gain=0.01, ortho_init=self.ortho_init)
         self.critic.initialise(self.theta, output_gain=1.0, ortho_init=self.ortho_init)
         if self.log_std_slice is not None:
@@ -377,6 +383,19 @@ class SubPolicyBankPolicy(BasePolicy):
             share_scaled_steps=self.share_scaled_steps,
             **self.optimizer_kwargs,
         )
+
+    def split_theta(self) -> tuple[tuple[th.Tensor, ...], tuple[th.Tensor, ...], th.Tensor | None]:
+        """
+        Cut the parameter matrix into the actor's and the critic's per-layer pieces (and the log-std) with one ``split``,
+        whose backward assembles the gradient with one ``cat``: slicing each piece out on its own would make every
+        slice's backward fill a gradient of the whole matrix.
+
+        :return: The actor's pieces, the critic's pieces and the Gaussian log-std (None for Discrete actions).
+        """
+        pieces = self.theta.split(self._widths, dim=1)
+        n_actor, n_critic = len(self.actor.widths), len(self.critic.widths)
+        log_std = pieces[-1] if self.log_std_slice is not None else None
+        return pieces[:n_actor], pieces[n_actor : n_actor + n_critic], log_std
 
     def subpolicy_parameters(self, index: int) -> list[th.Tensor]:
         """
@@ -419,10 +438,13 @@ class SubPolicyBankPolicy(BasePolicy):
             features = obs[:, : -self.n_subpolicies]
         return features, one_hot.argmax(dim=1)
 
-    def _distribution(self, features: th.Tensor, index: th.Tensor) -> Distribution:
-        action_outputs = self.actor.selected(self.theta, features, index)
+    def _distribution(
+        self, actor: tuple[th.Tensor, ...], log_std: th.Tensor | None, features: th.Tensor, index: th.Tensor
+    ) -> Distribution:
+        action_outputs = self.actor.selected(actor, features, index)
         if isinstance(self.action_dist, DiagGaussianDistribution):
-            return self.action_dist.proba_distribution(action_outputs, self.log_std[index])
+            assert log_std is not None
+            return self.action_dist.proba_distribution(action_outputs, log_std[index])
         return self.action_dist.proba_distribution(action_logits=action_outputs)
 
     def all_values(self, obs: PyTorchObs) -> th.Tensor:
@@ -431,7 +453,7 @@ class SubPolicyBankPolicy(BasePolicy):
         :return: The value of every sub-policy for every sample, shape (K, batch).
         """
         features, _ = self.split_observation(obs)
-        return self.critic(self.theta, features).squeeze(-1)
+        return self.critic(self.split_theta()[1], features).squeeze(-1)
 
     def act(self, obs: PyTorchObs, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """
@@ -442,9 +464,10 @@ class SubPolicyBankPolicy(BasePolicy):
         :return: Actions, values of the active sub-policies, log-probabilities, and the values of all K (K, batch).
         """
         features, index = self.split_observation(obs)
-        distribution = self._distribution(features, index)
+        actor, critic, log_std = self.split_theta()
+        distribution = self._distribution(actor, log_std, features, index)
         actions = distribution.get_actions(deterministic=deterministic)
-        all_values = self.critic(self.theta, features).squeeze(-1)
+        all_values = self.critic(critic, features).squeeze(-1)
         values = all_values[index, th.arange(features.shape[0], device=features.device)]
         return actions, values.unsqueeze(-1), distribution.log_prob(actions), all_values
 
@@ -467,8 +490,9 @@ class SubPolicyBankPolicy(BasePolicy):
         """
         features, index = self.split_observation(obs)
         self._sample_counts = th.bincount(index, minlength=self.n_subpolicies).cpu().numpy()
-        distribution = self._distribution(features, index)
-        values = self.critic.selected(self.theta, features, index)
+        actor, critic, log_std = self.split_theta()
+        distribution = self._distribution(actor, log_std, features, index)
+        values = self.critic.selected(critic, features, index)
         return values, distribution.log_prob(actions), distribution.entropy()
 
     def get_distribution(self, obs: PyTorchObs) -> Distribution:
@@ -476,7 +500,9 @@ class SubPolicyBankPolicy(BasePolicy):
         :param obs: A batch of sub-policy observations.
         :return: The action distribution of each sample's active sub-policy.
         """
-        return self._distribution(*self.split_observation(obs))
+        features, index = self.split_observation(obs)
+        actor, _, log_std = self.split_theta()
+        return self._distribution(actor, log_std, features, index)
 
     def predict_values(self, obs: PyTorchObs) -> th.Tensor:
         """
@@ -484,7 +510,7 @@ class SubPolicyBankPolicy(BasePolicy):
         :return: The value of each sample under its active sub-policy, shape (batch, 1).
         """
         features, index = self.split_observation(obs)
-        return self.critic.selected(self.theta, features, index)
+        return self.critic.selected(self.split_theta()[1], features, index)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self.get_distribution(observation).get_actions(deterministic=deterministic)

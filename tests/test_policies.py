@@ -26,7 +26,7 @@ def test_chunked_and_batched_paths_agree(action_space, monkeypatch):
     actions = th.as_tensor(np.stack([action_space.sample() for _ in range(600)]))
     results = []
     for threshold in (10**9, 1):  # all networks on all samples, then each network on its own samples
-        monkeypatch.setattr(type(bank.actor), "chunked_from_batch", threshold)
+        monkeypatch.setattr(type(bank.actor), "chunked_from_work", threshold)
         values, log_prob, _ = bank.evaluate_actions(obs, actions)
         bank.optimizer.zero_grad()
         (values.sum() + log_prob.sum()).backward()
