@@ -988,6 +988,14 @@ class MLSH(BaseAlgorithm):
             device=device,
             **init_kwargs,
         )
+        for what in ("observation_space", "action_space"):
+            saved, given = data.get(what), getattr(model, what)
+            if saved is not None and (saved.shape != given.shape or type(saved) is not type(given)):
+                raise ValueError(
+                    f"{path} was trained with {what} {saved}, but the envs of the given task sampler have {given}. "
+                    "Sub-policies transfer only between families with the same spaces (e.g. AntTwowalk to "
+                    "AntObstacleCourse): pass a task sampler of such a family, or none to keep the saved one."
+                )
         same_groups = model.task_groups == data["init_kwargs"]["task_groups"]
         if not same_groups:
             # A different number of task groups (e.g. one group for transfer) keeps the sub-policies only:
