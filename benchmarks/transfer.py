@@ -7,7 +7,9 @@ the mean episode return per iteration (``iteration_steps`` primitive steps) from
 - ``mlsh_joint``: MLSH, fresh master, sub-policies still learning (``adapt(update_subpolicies=True)``);
 - ``ppo_scratch``: SB3 PPO from scratch;
 - ``shared``: the shared PPO policy, fine-tuned on the task;
-- ``oracle``: the family's scripted oracle (a constant), where it has one.
+- ``oracle``: the family's scripted oracle (a constant), where it has one;
+- ``mlsh_untrained`` (only with ``--methods``): MLSH with untrained sub-policies, all learning on the task: what the
+  hierarchy does without meta-training, to tell a transfer's effect from the hierarchy's.
 
     python benchmarks/transfer.py --env mlsh/MovementBandits-v0 --seeds 0 1 2 3 4 --meta-timesteps 1000000
 
@@ -37,6 +39,7 @@ from sb3_mlsh import MLSH
 from sb3_mlsh.train import load_hyperparams, override_hyperparams, parse_hyperparams
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
+METHODS = ("mlsh", "mlsh_joint", "ppo_scratch", "shared", "mlsh_untrained")
 TWO_TASK_FAMILIES = ("mlsh/MovementBandits-v0", "mlsh/KeyDoor-v0", "mlsh/AntTwowalk-v0")
 
 
@@ -149,22 +152,32 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
     # The sub-policies move to the target family's envs (same spaces), e.g. AntTwowalk's onto the obstacle course.
     target_sampler = make_task_sampler(target, split="test") if args.transfer_env else None
     for task_index, task in enumerate(tasks):
-        for method in ("mlsh", "mlsh_joint"):
-            model = MLSH.load(
-                model_path, target_sampler, n_envs=args.n_envs, n_steps=args.n_steps, task_groups=1, seed=seed, device="cpu"
-            )
-            model.adapt(task, adapt_steps, update_subpolicies=method == "mlsh_joint")
-            returns = [entry["episode_return_mean"] for entry in model.iteration_log]
-            rows.extend(dict(method=method, seed=seed, task=str(task), iteration=i + 1, ret=r) for i, r in enumerate(returns))
-        for method in ("ppo_scratch", "shared"):
-            env = fixed_task_env(target, task, args.n_envs, seed)
-            if method == "shared":
-                learner = PPO.load(shared_path, env=env, device="cpu")
+        for method in args.methods:
+            if method in ("mlsh", "mlsh_joint", "mlsh_untrained"):
+                if method == "mlsh_untrained":  # the same MLSH with sub-policies that never saw a train task
+                    sampler = target_sampler or make_task_sampler(target, split="test")
+                    model = MLSH("MlpPolicy", sampler, seed=seed, device="cpu", **{**kwargs, "task_groups": 1})
+                else:
+                    model = MLSH.load(
+                        model_path,
+                        target_sampler,
+                        n_envs=args.n_envs,
+                        n_steps=args.n_steps,
+                        task_groups=1,
+                        seed=seed,
+                        device="cpu",
+                    )
+                model.adapt(task, adapt_steps, update_subpolicies=method != "mlsh")
+                returns = [entry["episode_return_mean"] for entry in model.iteration_log]
             else:
-                learner = PPO("MlpPolicy", env, **ppo_kwargs(args.n_steps, seed))
-            callback = IterationReturns()
-            learner.learn(adapt_steps, callback=callback)
-            returns = callback.per_iteration
+                env = fixed_task_env(target, task, args.n_envs, seed)
+                if method == "shared":
+                    learner = PPO.load(shared_path, env=env, device="cpu")
+                else:
+                    learner = PPO("MlpPolicy", env, **ppo_kwargs(args.n_steps, seed))
+                callback = IterationReturns()
+                learner.learn(adapt_steps, callback=callback)
+                returns = callback.per_iteration
             rows.extend(dict(method=method, seed=seed, task=str(task), iteration=i + 1, ret=r) for i, r in enumerate(returns))
         print(f"seed {seed} task {task_index} ({task}) done", flush=True)
 
@@ -195,6 +208,7 @@ def plot(frame: pd.DataFrame, oracle: float | None, title: str, path: str) -> No
     labels = {
         "mlsh": "MLSH (frozen sub-policies)",
         "mlsh_joint": "MLSH (sub-policies keep learning)",
+        "mlsh_untrained": "MLSH without meta-training (learning)",
         "ppo_scratch": "PPO from scratch",
         "shared": "shared policy (PPO), fine-tuned",
     }
@@ -242,6 +256,13 @@ def main() -> None:
     parser.add_argument(
         "--model-tag", default="default", help="models are <models>/<tag>_<family>_seed<s>.zip (collapse.py's --tag)"
     )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS[:4]),
+        choices=METHODS,
+        help="methods to run; with a subset, the seed file keeps its rows of the other methods",
+    )
     parser.add_argument("--retrain", action="store_true", help="meta-train even if a model for the seed exists")
     parser.add_argument("--summarise", action="store_true", help="only combine the seed files present")
     args = parser.parse_args()
@@ -260,7 +281,11 @@ def main() -> None:
             frame["seconds"] = time.time() - started
             for key, value in timings.items():
                 frame[key] = str(value) if isinstance(value, list) else round(value, 1)
-            frame.to_csv(os.path.join(args.results, f"transfer_{name}_seed{seed}.csv"), index=False)
+            seed_file = os.path.join(args.results, f"transfer_{name}_seed{seed}.csv")
+            if os.path.exists(seed_file):
+                previous = pd.read_csv(seed_file)
+                frame = pd.concat([previous[~previous["method"].isin(args.methods)], frame], ignore_index=True)
+            frame.to_csv(seed_file, index=False)
     files = sorted(f for f in os.listdir(args.results) if f.startswith(f"transfer_{name}_seed") and f.endswith(".csv"))
     frame = pd.concat([pd.read_csv(os.path.join(args.results, f)) for f in files], ignore_index=True)
     oracle = None
