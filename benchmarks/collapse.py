@@ -31,24 +31,13 @@ import numpy as np
 import pandas as pd
 import torch as th
 from _common import machine
-from transfer import RESULTS, subpolicy_task_returns
+from transfer import RESULTS, specialised, subpolicy_task_returns
 
 from mlsh_envs import make_task_sampler
 from sb3_mlsh import MLSH
 from sb3_mlsh.train import load_hyperparams, override_hyperparams, parse_hyperparams
 
 TASKS = (0, 1)
-SERVES = 22.0  # half the MovementBandits oracle's return (43.9)
-
-
-def specialised(matrix: np.ndarray, serves: float = SERVES) -> bool:
-    """
-    :param matrix: Return of each sub-policy (rows) acting alone on each of the two tasks (columns).
-    :param serves: Return from which a sub-policy counts as serving a task.
-    :return: Whether two different sub-policies serve the two tasks.
-    """
-    first, second = np.flatnonzero(matrix[:, 0] >= serves), np.flatnonzero(matrix[:, 1] >= serves)
-    return any(i != j for i in first for j in second)
 
 
 def model_path(models: str, tag: str, env_id: str, seed: int) -> str:

@@ -20,6 +20,7 @@ deviation over seeds and tasks). Without ``--summarise`` the seeds run and then 
 """
 
 import argparse
+import ast
 import os
 import platform
 import time
@@ -105,6 +106,30 @@ def subpolicy_task_returns(model: MLSH, env_id: str, tasks: list[Any], episodes:
                     returns[k, column] += float(reward) / episodes
                     done = terminated or truncated
     return returns
+
+
+def specialised(matrix: np.ndarray, serves: float = 22.0) -> bool:
+    """
+    :param matrix: Return of each sub-policy (rows) acting alone on each of the two tasks (columns).
+    :param serves: Return from which a sub-policy counts as serving a task (default: half the MovementBandits oracle's).
+    :return: Whether two different sub-policies serve the two tasks.
+    """
+    first, second = np.flatnonzero(matrix[:, 0] >= serves), np.flatnonzero(matrix[:, 1] >= serves)
+    return any(i != j for i in first for j in second)
+
+
+def skill_outcome(matrix: np.ndarray, serves: float) -> str:
+    """
+    :param matrix: Return of each sub-policy (rows) acting alone on each of the two tasks (columns).
+    :param serves: Return from which a sub-policy counts as serving a task.
+    :return: ``"specialised"`` (different sub-policies serve the two tasks), ``"collapsed"`` (some sub-policy serves a
+        task, and every sub-policy is best on that same task) or ``"neither"`` (e.g. no sub-policy serves any task yet).
+    """
+    if specialised(matrix, serves):
+        return "specialised"
+    if (matrix >= serves).any() and len(set(matrix.argmax(axis=1).tolist())) < 2:
+        return "collapsed"
+    return "neither"
 
 
 def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], timings: dict[str, float]) -> None:
@@ -205,21 +230,21 @@ def plot(frame: pd.DataFrame, oracle: float | None, title: str, path: str) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = {
-        "mlsh": "MLSH (frozen sub-policies)",
-        "mlsh_joint": "MLSH (sub-policies keep learning)",
-        "mlsh_untrained": "MLSH without meta-training (learning)",
-        "ppo_scratch": "PPO from scratch",
-        "shared": "shared policy (PPO), fine-tuned",
+    labels = {  # one colour per method in every family's figure
+        "mlsh": ("MLSH (frozen sub-policies)", "tab:blue"),
+        "mlsh_joint": ("MLSH (sub-policies keep learning)", "tab:orange"),
+        "mlsh_untrained": ("MLSH without meta-training (learning)", "tab:purple"),
+        "ppo_scratch": ("PPO from scratch", "tab:green"),
+        "shared": ("shared policy (PPO), fine-tuned", "tab:red"),
     }
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, label in labels.items():
+    for method, (label, color) in labels.items():
         data = frame[frame["method"] == method]
         if data.empty:
             continue
         stats = data.groupby("iteration")["ret"].agg(["mean", "std"])
-        ax.plot(stats.index, stats["mean"], label=label)
-        ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.15)
+        ax.plot(stats.index, stats["mean"], label=label, color=color)
+        ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.15, color=color)
     if oracle is not None:
         ax.axhline(oracle, color="black", linestyle="--", linewidth=1, label="scripted oracle")
     ax.set_xlabel("iteration on the new task")
@@ -302,11 +327,16 @@ def main() -> None:
         os.path.join(args.results, f"transfer_{name}.png"),
     )
     print(summary.to_string(index=False))
-    if "collapsed" in frame.columns:
+    if "subpolicy_task_returns" in frame.columns and oracle is not None:
         per_seed = frame.groupby("seed")[["collapsed", "subpolicy_task_returns"]].first()
+        matrices = per_seed["subpolicy_task_returns"].map(lambda text: np.array(ast.literal_eval(text)))
+        per_seed["outcome"] = matrices.map(lambda matrix: skill_outcome(matrix, oracle / 2))
         per_seed.to_csv(os.path.join(args.results, f"transfer_{name}_subpolicies.csv"))
-        collapsed = int(per_seed["collapsed"].sum())
-        print(f"collapse (both sub-policies best on the same goal): {collapsed} of {len(per_seed)} seeds")
+        counts = per_seed["outcome"].value_counts()
+        print(
+            f"sub-policies (serving = half the oracle's return alone): {counts.get('specialised', 0)} specialised, "
+            f"{counts.get('collapsed', 0)} collapsed, {counts.get('neither', 0)} neither, of {len(per_seed)} seeds"
+        )
         print(per_seed.to_string())
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {th.__version__}; seed files: {files}")
 
