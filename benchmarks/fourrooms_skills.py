@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch as th
 from _common import machine, write_csv
-from transfer import RESULTS
+from transfer import RESULTS, subpolicy_task_returns
 
 import mlsh_envs  # noqa: F401  (registers the families)
 from sb3_mlsh import MLSH
@@ -35,22 +35,13 @@ def visits_and_returns(model: MLSH, goals: list[tuple[int, int]], episodes: int)
     :param episodes: Episodes per sub-policy (and per goal).
     :return: Visit counts (K, rows, cols) over all episodes, and the mean return of each sub-policy on each goal (K, goals).
     """
-    env = gym.make(ENV_ID)
-    base = env.unwrapped
-    visits = np.zeros((model.n_subpolicies, *base.walls.shape))
-    returns = np.zeros((model.n_subpolicies, len(goals)))
-    for k in range(model.n_subpolicies):
-        for column, goal in enumerate(goals):
-            env.get_wrapper_attr("set_task")(goal)
-            for episode in range(episodes):
-                obs, _ = env.reset(seed=episode)
-                done = False
-                while not done:
-                    obs, reward, terminated, truncated, _ = env.step(model.subpolicy_predict(obs, k))
-                    row, col = base.cells[base.agent]
-                    visits[k, row, col] += 1
-                    returns[k, column] += float(reward) / episodes
-                    done = terminated or truncated
+    visits = np.zeros((model.n_subpolicies, *gym.make(ENV_ID).unwrapped.walls.shape))
+
+    def count_visit(subpolicy: int, env: gym.Env) -> None:
+        base = env.unwrapped
+        visits[(subpolicy, *base.cells[base.agent])] += 1
+
+    returns = subpolicy_task_returns(model, ENV_ID, list(goals), episodes, on_step=count_visit)
     return visits, returns
 
 

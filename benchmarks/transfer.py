@@ -24,6 +24,7 @@ import ast
 import os
 import platform
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -89,8 +90,15 @@ def ppo_kwargs(n_steps: int, seed: int) -> dict[str, Any]:
     return dict(n_steps=n_steps, batch_size=250, n_epochs=10, gamma=0.99, gae_lambda=0.98, seed=seed, device="cpu")
 
 
-def subpolicy_task_returns(model: MLSH, env_id: str, tasks: list[Any], episodes: int = 10) -> np.ndarray:
+def subpolicy_task_returns(
+    model: MLSH,
+    env_id: str,
+    tasks: list[Any],
+    episodes: int = 10,
+    on_step: Callable[[int, gym.Env], None] | None = None,
+) -> np.ndarray:
     """
+    :param on_step: Called after every step with the acting sub-policy and the env (e.g. to record where it goes).
     :return: Mean return of each sub-policy acting alone (K rows) on each task (columns): what each skill learned.
     """
     env = gym.make(env_id)
@@ -105,6 +113,8 @@ def subpolicy_task_returns(model: MLSH, env_id: str, tasks: list[Any], episodes:
                     obs, reward, terminated, truncated, _ = env.step(model.subpolicy_predict(obs, k))
                     returns[k, column] += float(reward) / episodes
                     done = terminated or truncated
+                    if on_step is not None:
+                        on_step(k, env)
     return returns
 
 
