@@ -175,8 +175,6 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
     if env_id in TWO_TASK_FAMILIES:
         # Did the sub-policies specialise, or collapse onto the same goal (the failure reported for the original)?
         matrix = subpolicy_task_returns(MLSH.load(model_path, n_envs=1, task_groups=1, device="cpu"), env_id, [0, 1])
-        best_task = matrix.argmax(axis=1)
-        timings["collapsed"] = float(len(set(best_task.tolist())) < 2)
         timings["subpolicy_task_returns"] = matrix.round(1).tolist()  # type: ignore[assignment]
         print(f"seed {seed}: sub-policy x task returns {matrix.round(1).tolist()}", flush=True)
     target = args.transfer_env or env_id
@@ -338,7 +336,7 @@ def main() -> None:
     )
     print(summary.to_string(index=False))
     if "subpolicy_task_returns" in frame.columns and oracle is not None:
-        per_seed = frame.groupby("seed")[["collapsed", "subpolicy_task_returns"]].first()
+        per_seed = frame.groupby("seed")[["subpolicy_task_returns"]].first()
         matrices = per_seed["subpolicy_task_returns"].map(lambda text: np.array(ast.literal_eval(text)))
         per_seed["outcome"] = matrices.map(lambda matrix: skill_outcome(matrix, oracle / 2))
         per_seed.to_csv(os.path.join(args.results, f"transfer_{name}_subpolicies.csv"))

@@ -369,6 +369,7 @@ class SubPolicyBankPolicy(BasePolicy):
         # Row k holds everything of sub-policy k: actor, critic and (Box actions) its own Gaussian log-std.
         self.theta = nn.Parameter(th.zeros(k, size))
         self._widths = self.actor.widths + self.critic.widths + ([n_action_outputs] if self.log_std_slice is not None else [])
+        self._n_pieces = (len(self.actor.widths), len(self.critic.widths))
         self.actor.initialise(self.theta, output_gain=0.01, ortho_init=self.ortho_init)
         self.critic.initialise(self.theta, output_gain=1.0, ortho_init=self.ortho_init)
         if self.log_std_slice is not None:
@@ -393,7 +394,7 @@ class SubPolicyBankPolicy(BasePolicy):
         :return: The actor's pieces, the critic's pieces and the Gaussian log-std (None for Discrete actions).
         """
         pieces = self.theta.split(self._widths, dim=1)
-        n_actor, n_critic = len(self.actor.widths), len(self.critic.widths)
+        n_actor, n_critic = self._n_pieces
         log_std = pieces[-1] if self.log_std_slice is not None else None
         return pieces[:n_actor], pieces[n_actor : n_actor + n_critic], log_std
 
