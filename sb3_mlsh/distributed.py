@@ -17,6 +17,7 @@ minibatches per epoch is agreed on before each update.
 """
 
 import atexit
+import contextlib
 import datetime
 import math
 import os
@@ -90,9 +91,18 @@ def init_process_group(timeout: float | None = None) -> None:
     atexit.register(_destroy_process_group)
 
 
+#: Seconds the processes wait for each other at exit before each tears its connections down anyway.
+EXIT_BARRIER_TIMEOUT = 30.0
+
+
 def _destroy_process_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    # A process that tears its gloo connections down while a peer still uses them (rank 0 still writing the save a
+    # collective call just gathered, say) can make that peer abort; meet first. A dead peer fails this at once.
+    with contextlib.suppress(RuntimeError):
+        dist.monitored_barrier(timeout=datetime.timedelta(seconds=EXIT_BARRIER_TIMEOUT))
+    dist.destroy_process_group()
 
 
 def broadcast_from_main(value: Any) -> Any:
