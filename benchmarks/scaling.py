@@ -45,6 +45,7 @@ def _worker(args: argparse.Namespace) -> None:
 
     import mlsh_envs  # noqa: F401  (registers the families)
     from sb3_mlsh import MLSH
+    from sb3_mlsh import distributed as mlsh_distributed
     from sb3_mlsh.train import load_hyperparams, parse_hyperparams
 
     th.set_num_threads(1)
@@ -119,10 +120,9 @@ def _worker(args: argparse.Namespace) -> None:
         report["probe"] = probe
     with open(os.path.join(args.out, f"rank{rank}.json"), "w") as file:
         json.dump(report, file)
-    if th.distributed.is_initialized():
-        # Without it, gloo's threads can abort the interpreter at exit ("terminate called without an active exception").
-        th.distributed.barrier()
-        th.distributed.destroy_process_group()
+    # Without the barrier inside, gloo's threads can abort the interpreter at exit ("terminate called without an
+    # active exception").
+    mlsh_distributed.destroy_process_group()
 
 
 # ------------------------------------------------------------------------------------------------------ driver

@@ -52,6 +52,7 @@ __all__ = [
     "SyncedMinibatches",
     "broadcast_from_main",
     "check_layout",
+    "destroy_process_group",
     "gather_checkpoint",
     "init_process_group",
     "pack_weighted_gradients",
@@ -88,14 +89,18 @@ def init_process_group(timeout: float | None = None) -> None:
     dist.init_process_group(backend="gloo", timeout=datetime.timedelta(seconds=_timeout_seconds))
     # A gloo group still alive when the interpreter exits can abort it ("terminate called without an active
     # exception"), turning a finished run into a failed one for torchrun.
-    atexit.register(_destroy_process_group)
+    atexit.register(destroy_process_group)
 
 
 #: Seconds the processes wait for each other at exit before each tears its connections down anyway.
 EXIT_BARRIER_TIMEOUT = 30.0
 
 
-def _destroy_process_group() -> None:
+def destroy_process_group() -> None:
+    """
+    Leave the process group once every process has arrived here (or :data:`EXIT_BARRIER_TIMEOUT` has passed, or a
+    peer is found dead); nothing to do when there is none. Call it instead of ``torch.distributed.destroy_process_group``.
+    """
     if not dist.is_initialized():
         return
     # A process that tears its gloo connections down while a peer still uses them (rank 0 still writing the save a

@@ -413,7 +413,8 @@ def main(argv: list[str] | None = None) -> MLSH:
             f"Model: {os.path.join(run_folder, 'model.zip')}\nLearning curve: {png}"
         )
     if distributed:
-        th.distributed.destroy_process_group()
+        # Rank 0 may still be writing the CSV and the plot: leaving now could abort it mid-way.
+        mlsh_distributed.destroy_process_group()
     return model
 
 
