@@ -22,7 +22,7 @@ setup(
         "stable-baselines3>=2.4,<3.0",
         "sb3-contrib>=2.4,<3.0",
         "gymnasium>=1.0,<2.0",
-        "torch>=2.3,<3.0",
+        "torch>=2.4,<3.0",
         "mujoco>=3.1",
         "numpy>=1.24",
         "pyyaml>=6.0",

@@ -47,6 +47,46 @@ def subpolicy_observation_space(observation_space: spaces.Space, n_subpolicies: 
     raise TypeError(f"Unsupported observation space {observation_space}: MLSH supports Box and Dict observations.")
 
 
+class SampleGrouping:
+    """
+    A batch's samples laid out by the network they go through: network k's samples fill row k of a (K, longest, ...)
+    tensor, in batch order, the rest of the row padded with zeros. One batched matmul per layer then runs each network
+    on its own samples only (plus the padding), instead of every network on every sample.
+
+    Computed once per minibatch, it serves every bank (the actor's and the critic's).
+
+    :param index: Which network each sample goes through, shape (batch,).
+    :param n_banks: Number of networks K.
+    """
+
+    def __init__(self, index: th.Tensor, n_banks: int) -> None:
+        one_hot = nn.functional.one_hot(index, n_banks)
+        running = one_hot.cumsum(dim=0)
+        self.index = index
+        #: Where each sample goes in its network's row: how many samples of that network come before it.
+        self.position = running.gather(1, index.unsqueeze(1)).squeeze(1) - 1
+        #: Number of samples of each network, shape (K,).
+        self.counts = running[-1]
+        self.n_banks = n_banks
+        self.longest = int(self.counts.max())
+
+    def pad(self, features: th.Tensor) -> th.Tensor:
+        """
+        :param features: Inputs of shape (batch, n_in).
+        :return: Each network's inputs, shape (K, longest, n_in), zero-padded.
+        """
+        padded = features.new_zeros(self.n_banks, self.longest, features.shape[1])
+        padded[self.index, self.position] = features
+        return padded
+
+    def unpad(self, outputs: th.Tensor) -> th.Tensor:
+        """
+        :param outputs: Each network's outputs, shape (K, longest, n_out).
+        :return: Each sample's output of its own network, shape (batch, n_out); the padding gets no gradient.
+        """
+        return outputs[self.index, self.position]
+
+
 class _MLPBank(nn.Module):
     """
     K independent MLPs of the same shape, applied to a batch at once with one batched matmul per layer. Their
@@ -84,43 +124,43 @@ class _MLPBank(nn.Module):
                     theta[bank, start : start + n_in * n_out] = linear.weight.t().reshape(-1)
                     theta[bank, start + n_in * n_out : start + n_in * n_out + n_out] = linear.bias
 
-    #: From this many network-samples (K x batch) on, :meth:`selected` runs each network on its own samples (1x the
-    #: matmul work, K small matmuls per layer) instead of every network on every sample (Kx the work in one batched
-    #: matmul per layer, cheaper while the work is small); benchmarks/bank_forward.py measures the crossover.
-    chunked_from_work = 1000
+    #: From this many network-samples (K x batch) on, :meth:`selected` pads each network's samples into a row of its
+    #: own (:class:`SampleGrouping`: about 1x the matmul work, plus the cost of the layout) instead of running every
+    #: network on every sample (Kx the work, no layout: cheaper for the few samples of a rollout step);
+    #: benchmarks/bank_forward.py measures the crossover.
+    grouped_from_work = 128
 
-    def selected(self, weights: tuple[th.Tensor, ...], features: th.Tensor, index: th.Tensor) -> th.Tensor:
+    def runs_grouped(self, batch: int) -> bool:
+        """
+        :param batch: Number of samples.
+        :return: Whether :meth:`selected` lays a batch of this size out by network (:class:`SampleGrouping`).
+        """
+        return self.n_banks * batch >= self.grouped_from_work
+
+    def selected(
+        self, weights: tuple[th.Tensor, ...], features: th.Tensor, index: th.Tensor, grouping: SampleGrouping | None = None
+    ) -> th.Tensor:
         """
         :param weights: This bank's pieces of the parameter matrix, from :meth:`SubPolicyBankPolicy.split_theta`.
         :param features: Inputs of shape (batch, n_in).
         :param index: Which network each sample goes through, shape (batch,).
+        :param grouping: ``SampleGrouping(index, K)``, when the caller already has it (it serves the actor and the critic).
         :return: Each sample's output of its own network, shape (batch, n_out).
         """
         batch = features.shape[0]
-        if self.n_banks * batch < self.chunked_from_work:
+        if not self.runs_grouped(batch):
             return self(weights, features)[index, th.arange(batch, device=features.device)]
-        order = th.argsort(index, stable=True)
-        counts = th.bincount(index, minlength=self.n_banks).tolist()
-        outputs = []
-        for bank, chunk in enumerate(th.split(features[order], counts)):
-            if len(chunk) == 0:
-                continue
-            hidden = chunk
-            for layer, (_, n_in, n_out) in enumerate(self.layers):
-                weight, bias = weights[2 * layer], weights[2 * layer + 1]
-                hidden = th.addmm(bias[bank], hidden, weight[bank].view(n_in, n_out))
-                if layer < len(self.layers) - 1:
-                    hidden = self.activation(hidden)
-            outputs.append(hidden)
-        return th.cat(outputs)[th.argsort(order)]
+        if grouping is None:
+            grouping = SampleGrouping(index, self.n_banks)
+        return grouping.unpad(self(weights, grouping.pad(features)))
 
     def forward(self, weights: tuple[th.Tensor, ...], features: th.Tensor) -> th.Tensor:
         """
         :param weights: This bank's pieces of the parameter matrix, from :meth:`SubPolicyBankPolicy.split_theta`.
-        :param features: Inputs of shape (batch, n_in), shared by all networks.
+        :param features: Inputs of shape (batch, n_in), shared by all networks, or (K, batch, n_in), one batch each.
         :return: Outputs of every network, shape (K, batch, n_out).
         """
-        hidden = features.unsqueeze(0).expand(self.n_banks, *features.shape)
+        hidden = features if features.dim() == 3 else features.unsqueeze(0).expand(self.n_banks, *features.shape)
         last = len(self.layers) - 1
         for index, (_, n_in, n_out) in enumerate(self.layers):
             weight = weights[2 * index].view(self.n_banks, n_in, n_out)
@@ -221,7 +261,7 @@ class SubPolicyOptimizer:
             return
         grads = [param.grad for param in self.stacked_parameters]
         if np.isfinite(self.max_grad_norm):
-            squared = sum(grad.flatten(1).square().sum(dim=1) for grad in grads if grad is not None)
+            squared = sum(th.linalg.vector_norm(grad.flatten(1), dim=1).square() for grad in grads if grad is not None)
             if isinstance(squared, th.Tensor):
                 # As clip_grad_norm_ per sub-policy, one vectorised op for all K.
                 scale = (self.max_grad_norm / (squared.sqrt() + 1e-6)).clamp(max=1.0)
@@ -292,7 +332,7 @@ class SubPolicyBankPolicy(BasePolicy):
     :param use_sde: Not supported (must be False); accepted for SB3 compatibility.
     :param normalize_images: Divide image observations by 255.
     :param optimizer_class: Optimizer of each sub-policy.
-    :param optimizer_kwargs: Its keyword arguments.
+    :param optimizer_kwargs: Its keyword arguments (None: for Adam, ``eps=1e-5`` as in SB3 and ``fused=True``).
     """
 
     def __init__(
@@ -317,7 +357,9 @@ class SubPolicyBankPolicy(BasePolicy):
         if optimizer_kwargs is None:
             optimizer_kwargs = {}
             if optimizer_class == th.optim.Adam:
-                optimizer_kwargs["eps"] = 1e-5
+                # One fused kernel per sub-policy instead of a dozen element-wise ops: the step cost half as much on a
+                # K = 4 bank (benchmarks/bank_forward.py).
+                optimizer_kwargs.update(eps=1e-5, fused=True)
         super().__init__(
             observation_space,
             action_space,
@@ -440,9 +482,14 @@ class SubPolicyBankPolicy(BasePolicy):
         return features, one_hot.argmax(dim=1)
 
     def _distribution(
-        self, actor: tuple[th.Tensor, ...], log_std: th.Tensor | None, features: th.Tensor, index: th.Tensor
+        self,
+        actor: tuple[th.Tensor, ...],
+        log_std: th.Tensor | None,
+        features: th.Tensor,
+        index: th.Tensor,
+        grouping: SampleGrouping | None = None,
     ) -> Distribution:
-        action_outputs = self.actor.selected(actor, features, index)
+        action_outputs = self.actor.selected(actor, features, index, grouping)
         if isinstance(self.action_dist, DiagGaussianDistribution):
             assert log_std is not None
             return self.action_dist.proba_distribution(action_outputs, log_std[index])
@@ -490,10 +537,12 @@ class SubPolicyBankPolicy(BasePolicy):
         :return: Values, log-probabilities and entropies under each sample's active sub-policy.
         """
         features, index = self.split_observation(obs)
-        self._sample_counts = th.bincount(index, minlength=self.n_subpolicies).cpu().numpy()
+        grouping = SampleGrouping(index, self.n_subpolicies) if self.actor.runs_grouped(len(index)) else None
+        counts = th.bincount(index, minlength=self.n_subpolicies) if grouping is None else grouping.counts
+        self._sample_counts = counts.cpu().numpy()
         actor, critic, log_std = self.split_theta()
-        distribution = self._distribution(actor, log_std, features, index)
-        values = self.critic.selected(critic, features, index)
+        distribution = self._distribution(actor, log_std, features, index, grouping)
+        values = self.critic.selected(critic, features, index, grouping)
         return values, distribution.log_prob(actions), distribution.entropy()
 
     def get_distribution(self, obs: PyTorchObs) -> Distribution:

@@ -19,14 +19,14 @@ def batch(k: int, n: int, only: int | None = None) -> tuple[th.Tensor, th.Tensor
 
 
 @pytest.mark.parametrize("action_space", [spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32)])
-def test_chunked_and_batched_paths_agree(action_space, monkeypatch):
+def test_grouped_and_batched_paths_agree(action_space, monkeypatch):
     th.manual_seed(0)
     bank = make_bank(3, action_space)
     obs, _ = batch(3, 600)
     actions = th.as_tensor(np.stack([action_space.sample() for _ in range(600)]))
     results = []
-    for threshold in (10**9, 1):  # all networks on all samples, then each network on its own samples
-        monkeypatch.setattr(type(bank.actor), "chunked_from_work", threshold)
+    for threshold in (10**9, 1):  # all networks on all samples, then each network on its own (padded) samples
+        monkeypatch.setattr(type(bank.actor), "grouped_from_work", threshold)
         values, log_prob, _ = bank.evaluate_actions(obs, actions)
         bank.optimizer.zero_grad()
         (values.sum() + log_prob.sum()).backward()
