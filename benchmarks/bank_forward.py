@@ -4,8 +4,11 @@ call per sub-policy on its own samples). Also SB3's single ActorCriticPolicy as 
 forward (no gradient) and one PPO-style training step (forward, backward, optimizer step) per batch size.
 
     python benchmarks/bank_forward.py --k 2 4 --batch-sizes 8 250 2000
+    python benchmarks/bank_forward.py --paths --batch-sizes 8 16 32 64 128 --out benchmarks/results/bank_paths.csv
 
-Writes benchmarks/results/bank_forward.csv.
+Writes benchmarks/results/bank_forward.csv. With ``--paths`` it also times the bank with each of its two evaluation
+paths forced (all K networks on every sample, or each network's samples padded into a row of their own), which places
+the bank's ``grouped_from_work``.
 """
 
 import argparse
@@ -80,6 +83,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 250, 2000])
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--paths", action="store_true", help="also time the bank with each evaluation path forced")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "bank_forward.csv"))
     args = parser.parse_args()
     th.set_num_threads(1)
@@ -108,6 +112,14 @@ def main() -> None:
                 "separate_train_ms": timed(partial(separate.train_step, obs, index, actions), args.repeats),
                 "single_sb3_train_ms": timed(partial(train_step, single, obs, actions, 0.5), args.repeats),
             }
+            if args.paths:
+                bank_class = type(bank.actor)  # the actor's and the critic's bank class
+                default = bank_class.grouped_from_work
+                for path, threshold in (("all_k", 10**9), ("grouped", 0)):
+                    bank_class.grouped_from_work = threshold
+                    row[f"bank_act_{path}_ms"] = timed(partial(rollout_forward, bank.act, bank_obs), args.repeats)
+                    row[f"bank_train_{path}_ms"] = timed(partial(train_step, bank, bank_obs, actions, None), args.repeats)
+                bank_class.grouped_from_work = default
             row = {key: round(value, 3) if isinstance(value, float) else value for key, value in row.items()}
             rows.append(row)
             print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)

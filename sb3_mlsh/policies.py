@@ -302,7 +302,11 @@ class SubPolicyOptimizer:
                 f"Optimizer state for {state_dict.get('n_subpolicies')} sub-policies cannot be loaded "
                 f"into {self.n_subpolicies}."
             )
+        # How the optimizer computes its step (fused kernel or not) belongs to this optimizer, not to the saved state.
+        implementation = [{key: group[key] for key in ("fused", "foreach") if key in group} for group in self.param_groups]
         self.optimizer.load_state_dict(state_dict["optimizer"])
+        for group, flags in zip(self.param_groups, implementation):
+            group.update(flags)
 
     def subpolicy_state(self, index: int) -> dict[str, Any]:
         """

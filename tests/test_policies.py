@@ -1,5 +1,7 @@
 """The sub-policy bank: independence of the K networks and agreement of its two evaluation paths."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch as th
@@ -127,3 +129,18 @@ def _mixed_batch() -> tuple[th.Tensor, th.Tensor]:
     index = th.tensor([0, 1] * 8)
     obs = th.cat([th.rand(16, 4), th.nn.functional.one_hot(index, 2).float()], dim=1)
     return obs, th.randint(3, (16,))
+
+
+def test_adam_runs_fused_and_a_state_saved_without_fusion_keeps_it_fused():
+    th.manual_seed(0)
+    fused = make_bank(2, spaces.Discrete(3))
+    assert all(group["fused"] for group in fused.optimizer.param_groups)
+    unfused = make_bank(2, spaces.Discrete(3), optimizer_kwargs={"eps": 1e-5})
+    unfused.load_state_dict(fused.state_dict())
+    batch = _mixed_batch()
+    _one_step(unfused, *batch)
+    fused.optimizer.load_state_dict(copy.deepcopy(unfused.optimizer.state_dict()))  # not sharing the moments' memory
+    assert all(group["fused"] for group in fused.optimizer.param_groups)
+    fused.load_state_dict(unfused.state_dict())
+    # The same Adam either way: one more step from the same state moves both banks alike.
+    th.testing.assert_close(_one_step(fused, *batch), _one_step(unfused, *batch), rtol=1e-5, atol=1e-7)
