@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--episodes", type=int, default=10, help="episodes per sub-policy and goal")
     parser.add_argument("--models", default=os.path.join(RESULTS, "models"))
+    parser.add_argument("--results", default=RESULTS, help="where transfer.py wrote its seed files; the outputs go there too")
     args = parser.parse_args()
     th.set_num_threads(1)
 
@@ -65,7 +66,7 @@ def main() -> None:
         model = MLSH.load(
             os.path.join(args.models, f"{args.model_tag}_mlsh-FourRooms-v0_seed{seed}.zip"), n_envs=1, task_groups=1
         )
-        tested = pd.read_csv(os.path.join(RESULTS, f"transfer_FourRooms_seed{seed}.csv"))["task"].unique()
+        tested = pd.read_csv(os.path.join(args.results, f"transfer_FourRooms_seed{seed}.csv"))["task"].unique()
         goals = [tuple(ast.literal_eval(text)) for text in tested]
         visits, returns = visits_and_returns(model, goals, args.episodes)
         figure_rows.append((seed, visits, goals))
@@ -98,10 +99,10 @@ def main() -> None:
         "Where each FourRooms sub-policy spends its steps alone (o: start, *: tested held-out goals)", fontsize="small"
     )
     fig.tight_layout()
-    out = os.path.join(RESULTS, "fourrooms_skills.png")
+    out = os.path.join(args.results, "fourrooms_skills.png")
     fig.savefig(out, dpi=90)
     plt.close(fig)
-    write_csv(rows, os.path.join(RESULTS, "fourrooms_skills.csv"))
+    write_csv(rows, os.path.join(args.results, "fourrooms_skills.csv"))
     print(pd.DataFrame(rows).to_string(index=False))
     print(f"machine: {machine()}; wrote {out}")
 
