@@ -7,8 +7,9 @@ for a new goal only when the goal is that cell.
     python benchmarks/fourrooms_skills.py --model-tag fast --seeds 0 1 2 3 4
 
 Reads benchmarks/results/models/<tag>_mlsh-FourRooms-v0_seed<s>.zip (written by transfer.py) and the tested goals
-from transfer_FourRooms_seed<s>.csv; writes benchmarks/results/fourrooms_skills.png and fourrooms_skills.csv (per
-sub-policy: its most visited cell, the share of steps there, and its return alone on each tested goal).
+from transfer_FourRooms_seed<s>.csv in ``--results`` (default benchmarks/results); writes fourrooms_skills.png and
+fourrooms_skills.csv there (per sub-policy: its most visited cell, the share of steps there, and its return alone on
+each tested goal).
 """
 
 import argparse
