@@ -30,6 +30,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import safe_mean
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
+from sb3_mlsh.diversity import SkillDiscriminator
 from sb3_mlsh.policies import SubPolicyBankPolicy, subpolicy_observation_space
 from sb3_mlsh.rollout import NonFiniteError, RolloutResult, TwoLevelCollector, _all_finite
 from sb3_mlsh.tasks import TaskProtocolError, TaskSampler, as_task_sampler
@@ -166,6 +167,11 @@ class MLSH(BaseAlgorithm):
     :param subpolicy_kwargs: PPO arguments of the sub-policy learner (defaults: the paper's, learning rate 3e-4).
     :param policy_kwargs: Arguments of the sub-policy bank (:class:`~sb3_mlsh.policies.SubPolicyBankPolicy`).
     :param master_epsilon: Probability that a master choice is replaced by a random sub-policy (the original: 0.1).
+    :param skill_diversity: Weight of a skill-diversity reward added to the sub-policies' rewards (not the masters'):
+        ``log q(k | s') + log K`` per step, where a :class:`~sb3_mlsh.diversity.SkillDiscriminator` q learns which
+        sub-policy acts from the env observation (DIAYN's objective). 0 (default) is the paper's MLSH.
+    :param discriminator_kwargs: Arguments of the :class:`~sb3_mlsh.diversity.SkillDiscriminator` (``net_arch``,
+        ``learning_rate``, ``batch_size``, ``n_epochs``).
     :param stagger_groups: Stagger the task groups' phases so that sub-policy updates spread evenly.
     :param vec_env_class: ``DummyVecEnv`` (default) or ``SubprocVecEnv``.
     :param monitor_dir: Where the Monitor CSVs go (None: not written).
@@ -203,6 +209,8 @@ class MLSH(BaseAlgorithm):
         subpolicy_kwargs: dict[str, Any] | None = None,
         policy_kwargs: dict[str, Any] | None = None,
         master_epsilon: float = 0.0,
+        skill_diversity: float = 0.0,
+        discriminator_kwargs: dict[str, Any] | None = None,
         stagger_groups: bool = True,
         vec_env_class: type[VecEnv] | None = None,
         monitor_dir: str | None = None,
@@ -227,6 +235,15 @@ class MLSH(BaseAlgorithm):
             master_epsilon,
             processes=_world_size() if distributed else 1,
         )
+        if not (isinstance(skill_diversity, (int, float, np.integer, np.floating)) and 0.0 <= skill_diversity < float("inf")):
+            raise ValueError(f"Invalid MLSH arguments: skill_diversity must be a finite number >= 0, got {skill_diversity!r}.")
+        if skill_diversity > 0 and n_subpolicies < 2:
+            raise ValueError("Invalid MLSH arguments: skill_diversity > 0 needs n_subpolicies >= 2 (one skill has no rival).")
+        if skill_diversity > 0 and distributed:
+            raise NotImplementedError(
+                "skill_diversity is not supported in distributed mode yet (each process's discriminator would learn from its "
+                "own data only): train with skill_diversity in one process, or set skill_diversity=0."
+            )
         self._dist: Any = None
         if distributed:
             # Lazy: a single process never imports the distributed code.
@@ -263,6 +280,8 @@ class MLSH(BaseAlgorithm):
             if reserved:
                 raise ValueError(f"{name} may not set {sorted(reserved)}: MLSH sets these itself (pass them to MLSH()).")
         self.master_epsilon = master_epsilon
+        self.skill_diversity = float(skill_diversity)
+        self.discriminator_kwargs = dict(discriminator_kwargs or {})
         self.stagger_groups = stagger_groups
         self.vec_env_class = vec_env_class or DummyVecEnv
         self.monitor_dir = monitor_dir
@@ -473,8 +492,19 @@ class MLSH(BaseAlgorithm):
             subpolicy_kwargs,
         )
         self.policy = self.subpolicy_learner.policy
+        self.discriminator = None
+        if self.skill_diversity > 0:
+            self.discriminator = SkillDiscriminator(
+                self.observation_space, self.n_subpolicies, device=self.device, **self.discriminator_kwargs
+            )
         self.collector = TwoLevelCollector(
-            self.env, self.subpolicy_learner, self.n_subpolicies, self.macro_duration, master_epsilon=self.master_epsilon
+            self.env,
+            self.subpolicy_learner,
+            self.n_subpolicies,
+            self.macro_duration,
+            master_epsilon=self.master_epsilon,
+            discriminator=self.discriminator,
+            diversity_coef=self.skill_diversity,
         )
         if self._dist is None:
             masters = [self._make_master() for _ in range(self.task_groups)]
@@ -603,6 +633,9 @@ class MLSH(BaseAlgorithm):
                 master.rollout_buffer = buffer
                 master._current_progress_remaining = self._current_progress_remaining
                 master.train()
+            if self.discriminator is not None:
+                # Before the sub-policies' update, which flattens the buffer's (n_steps, n_envs) layout.
+                self._discriminator_stats = self.discriminator.train_on(self.subpolicy_learner.rollout_buffer.observations)
             if len(joint_envs):
                 self._train_subpolicies(joint_envs)
         else:
@@ -658,6 +691,11 @@ class MLSH(BaseAlgorithm):
                 "subpolicy_usage": usage.tolist(),
             }
         )
+        if self.discriminator is not None:
+            # Per step, before the coefficient, and scored before the discriminator trained on this rollout: how well it
+            # tells the skills apart on data it has not seen (0: not at all; log K: always sure and right).
+            steps = max(int(result.subpolicy_counts.sum()), 1)
+            self.iteration_log[-1]["diversity_reward_mean"] = result.diversity_reward_sum / steps
 
     def _dump_logs(self, result: RolloutResult, phases: list[str]) -> None:
         time_elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
@@ -679,6 +717,10 @@ class MLSH(BaseAlgorithm):
         self.logger.record("mlsh/macro_step_length", float(macro_lengths.mean()))
         for index, fraction in enumerate(entry["subpolicy_usage"]):
             self.logger.record(f"mlsh/subpolicy_usage_{index}", float(fraction))
+        if self.discriminator is not None:
+            self.logger.record("rollout/diversity_reward_mean", entry["diversity_reward_mean"])
+            for key, value in getattr(self, "_discriminator_stats", {}).items():
+                self.logger.record(f"train/diversity/{key}", value)
         self.logger.dump(step=self.num_timesteps)
 
     # ----------------------------------------------------------------------------------------------------- transfer
@@ -827,6 +869,8 @@ class MLSH(BaseAlgorithm):
         for group in self.trainer.groups:
             params[f"master{group.index}"] = group.master.policy.state_dict()
             params[f"master{group.index}_optimizer"] = group.master.policy.optimizer.state_dict()
+        if self.discriminator is not None:
+            params["discriminator"] = self.discriminator.state()
         return params
 
     def set_parameters(
@@ -855,6 +899,8 @@ class MLSH(BaseAlgorithm):
             ) from error
         if "subpolicies_optimizer" in params:
             self.policy.optimizer.load_state_dict(params["subpolicies_optimizer"])
+        if self.discriminator is not None and "discriminator" in params:
+            self.discriminator.load_state(params["discriminator"])
         for group in self.trainer.groups:
             index, master = group.index, group.master
             if f"master{index}" in params:
@@ -876,6 +922,8 @@ class MLSH(BaseAlgorithm):
             subpolicy_kwargs=self.subpolicy_kwargs,
             policy_kwargs=self.policy_kwargs,
             master_epsilon=self.master_epsilon,
+            skill_diversity=self.skill_diversity,
+            discriminator_kwargs=self.discriminator_kwargs,
             stagger_groups=self.stagger_groups,
             vec_env_class=self.vec_env_class,
             stats_window_size=self._stats_window_size,

@@ -73,6 +73,8 @@ class RolloutResult:
     :param macro_steps: The macro-step log of each group.
     :param subpolicy_counts: Primitive steps taken by each sub-policy.
     :param episode_returns: Returns of the episodes that ended in this rollout (needs a Monitor wrapper).
+    :param diversity_reward_sum: Sum of the discriminator's rewards ``log q(k | s') + log K``, before the coefficient that
+        adds them to the sub-policies' rewards (not the masters').
     """
 
     continue_training: bool
@@ -84,6 +86,7 @@ class RolloutResult:
     episode_returns: list[float] = field(default_factory=list)
 
     master_bootstrap_sum: float = 0.0
+    diversity_reward_sum: float = 0.0
 
     @property
     def master_reward_sum(self) -> float:
@@ -194,6 +197,9 @@ class TwoLevelCollector:
     :param master_epsilon: Probability that a master choice is replaced by a uniformly random sub-policy
         (the original's exploration; the replaced choice is what the master learns from).
     :param check_finite: Raise :class:`NonFiniteError` on NaN/inf observations or rewards.
+    :param discriminator: A :class:`~sb3_mlsh.diversity.SkillDiscriminator` whose reward is added to the sub-policies'
+        rewards, times ``diversity_coef`` (None: the paper's MLSH).
+    :param diversity_coef: Weight of the discriminator's reward.
     """
 
     def __init__(
@@ -204,6 +210,8 @@ class TwoLevelCollector:
         macro_duration: int,
         master_epsilon: float = 0.0,
         check_finite: bool = True,
+        discriminator: Any = None,
+        diversity_coef: float = 0.0,
     ) -> None:
         self.env = env
         self.subpolicy_learner = subpolicy_learner
@@ -211,6 +219,8 @@ class TwoLevelCollector:
         self.macro_duration = macro_duration
         self.master_epsilon = master_epsilon
         self.check_finite = check_finite
+        self.discriminator = discriminator
+        self.diversity_coef = diversity_coef
         self.rng = np.random.default_rng()
         #: Processes collecting in lockstep (distributed training): ``num_timesteps`` counts the steps of all of them.
         self.processes = 1
@@ -366,6 +376,11 @@ class TwoLevelCollector:
                             master.gamma * self._master_values(master, terminal_obs)[0]
                         )
 
+            if self.discriminator is not None:
+                diversity_reward = self.discriminator.reward(self._reached_obs(new_obs, dones, infos), subpolicy)
+                stored_rewards += self.diversity_coef * diversity_reward
+                result.diversity_reward_sum += float(diversity_reward.sum())
+
             buffer.add(sub_obs, actions, stored_rewards, buffer_episode_starts, values_t, log_probs_t)
 
             macro_left -= 1
@@ -391,10 +406,28 @@ class TwoLevelCollector:
             last_values = policy.predict_values(obs_as_tensor(self.subpolicy_obs(obs, subpolicy), sub.device))
         buffer.compute_returns_and_advantage(last_values=last_values, dones=episode_starts)
         result.subpolicy_counts = counts
-        result.subpolicy_reward_sum = float(buffer.rewards.sum()) - subpolicy_bootstrap_sum
+        added = subpolicy_bootstrap_sum + self.diversity_coef * result.diversity_reward_sum
+        result.subpolicy_reward_sum = float(buffer.rewards.sum()) - added
         callback.update_locals(locals())
         callback.on_rollout_end()
         return result, obs, episode_starts
+
+    @staticmethod
+    def _reached_obs(new_obs: Obs, dones: np.ndarray, infos: list[dict]) -> Obs:
+        """:return: The observation each step reached: the terminal one, not the next episode's first, where one ended."""
+        ended = [i for i in np.flatnonzero(dones) if infos[i].get("terminal_observation") is not None]
+        if not ended:
+            return new_obs
+        if isinstance(new_obs, dict):
+            reached = {key: value.copy() for key, value in new_obs.items()}
+            for i in ended:
+                for key in reached:
+                    reached[key][i] = infos[i]["terminal_observation"][key]
+            return reached
+        reached = new_obs.copy()
+        for i in ended:
+            reached[i] = infos[i]["terminal_observation"]
+        return reached
 
     def _batch_of_one(self, obs: Obs) -> Obs:
         if isinstance(obs, dict):

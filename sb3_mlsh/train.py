@@ -33,7 +33,8 @@ EXTRA_KEYS = {"n_timesteps", "policy"}
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 CONSTRUCTOR_KEYS = {
     "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
-    "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "stagger_groups",
+    "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "stagger_groups", "skill_diversity",
+    "discriminator_kwargs",
 }  # fmt: skip
 
 
@@ -88,7 +89,7 @@ def parse_hyperparams(entry: dict[str, Any], env_id: str) -> tuple[dict[str, Any
             f"Unknown hyperparameter(s) for {env_id}: {text}. Allowed: {sorted(CONSTRUCTOR_KEYS | EXTRA_KEYS)}."
         )
     kwargs = {key: value for key, value in entry.items() if key in CONSTRUCTOR_KEYS}
-    for key in ("master_kwargs", "subpolicy_kwargs", "policy_kwargs"):
+    for key in ("master_kwargs", "subpolicy_kwargs", "policy_kwargs", "discriminator_kwargs"):
         if isinstance(kwargs.get(key), str):
             kwargs[key] = _evaluate_dict_string(kwargs[key], key)
         elif key in kwargs and not isinstance(kwargs[key], dict):
