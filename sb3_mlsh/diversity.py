@@ -2,8 +2,9 @@
 A skill discriminator whose log-probability rewards sub-policies that visit states of their own.
 
 This is DIAYN's objective (Eysenbach, Gupta, Ibarz, Levine, ICLR 2019), added to MLSH's task reward: beyond the
-paper's method, and off unless ``MLSH(skill_diversity=...)`` is set. With goals that reward one cell only (FourRooms),
-MLSH's sub-policies otherwise become "go to the last goal and stay" skills that a new task cannot use.
+paper's method, and off unless ``MLSH(skill_diversity=...)`` is set. It was meant for goals that reward one cell only
+(FourRooms), where MLSH's sub-policies become "go to the last goal and stay" skills; measured there, it makes the skills
+distinct but transfer no better (benchmarks/RESULTS.md).
 """
 
 from typing import Any
@@ -17,10 +18,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_mlsh.policies import SUBPOLICY_KEY
+from sb3_mlsh.rollout import Obs
 
 __all__ = ["SkillDiscriminator"]
-
-Obs = np.ndarray | dict[str, np.ndarray]
 
 
 class SkillDiscriminator(nn.Module):
@@ -91,25 +91,21 @@ class SkillDiscriminator(nn.Module):
         chosen = log_q[th.arange(len(subpolicy), device=self.device), th.as_tensor(subpolicy, device=self.device)]
         return (chosen + self._log_k).cpu().numpy().astype(np.float64)
 
-    def train_on(self, buffer_observations: Obs, env_indices: np.ndarray | None = None) -> dict[str, float]:
+    def train_on(self, buffer_observations: Obs) -> dict[str, float]:
         """
         One round of cross-entropy training on the sub-policy learner's rollout.
 
         :param buffer_observations: The sub-policy buffer's observations, shape (n_steps, n_envs, ...): the env
             observation with the acting sub-policy's one-hot (the last K numbers, or the ``subpolicy`` key).
-        :param env_indices: Train on these env columns only (None: all).
         :return: Mean loss and accuracy.
         """
-        columns = slice(None) if env_indices is None else env_indices
         if isinstance(buffer_observations, dict):
-            labels = buffer_observations[SUBPOLICY_KEY][:, columns].reshape(-1, self.n_subpolicies).argmax(axis=1)
+            labels = buffer_observations[SUBPOLICY_KEY].reshape(-1, self.n_subpolicies).argmax(axis=1)
             obs: Obs = {
-                key: value[:, columns].reshape(-1, *value.shape[2:])
-                for key, value in buffer_observations.items()
-                if key != SUBPOLICY_KEY
+                key: value.reshape(-1, *value.shape[2:]) for key, value in buffer_observations.items() if key != SUBPOLICY_KEY
             }
         else:
-            flat = buffer_observations[:, columns].reshape(-1, buffer_observations.shape[-1])
+            flat = buffer_observations.reshape(-1, buffer_observations.shape[-1])
             labels = flat[:, -self.n_subpolicies :].argmax(axis=1)
             obs = flat[:, : -self.n_subpolicies]
         features = self._features(obs)

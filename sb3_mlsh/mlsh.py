@@ -492,7 +492,8 @@ class MLSH(BaseAlgorithm):
             subpolicy_kwargs,
         )
         self.policy = self.subpolicy_learner.policy
-        self.discriminator = None
+        self.discriminator: SkillDiscriminator | None = None
+        self._discriminator_stats: dict[str, float] = {}
         if self.skill_diversity > 0:
             self.discriminator = SkillDiscriminator(
                 self.observation_space, self.n_subpolicies, device=self.device, **self.discriminator_kwargs
@@ -719,7 +720,7 @@ class MLSH(BaseAlgorithm):
             self.logger.record(f"mlsh/subpolicy_usage_{index}", float(fraction))
         if self.discriminator is not None:
             self.logger.record("rollout/diversity_reward_mean", entry["diversity_reward_mean"])
-            for key, value in getattr(self, "_discriminator_stats", {}).items():
+            for key, value in self._discriminator_stats.items():
                 self.logger.record(f"train/diversity/{key}", value)
         self.logger.dump(step=self.num_timesteps)
 

@@ -1,7 +1,7 @@
 """Two-level rollout collection: one pass over a VecEnv fills the sub-policy buffer and the masters' buffers."""
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch as th
@@ -13,6 +13,9 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_mlsh.policies import SUBPOLICY_KEY, SubPolicyBankPolicy
+
+if TYPE_CHECKING:
+    from sb3_mlsh.diversity import SkillDiscriminator
 
 __all__ = ["MacroStepLog", "NonFiniteError", "RolloutResult", "TwoLevelCollector"]
 
@@ -210,7 +213,7 @@ class TwoLevelCollector:
         macro_duration: int,
         master_epsilon: float = 0.0,
         check_finite: bool = True,
-        discriminator: Any = None,
+        discriminator: "SkillDiscriminator | None" = None,
         diversity_coef: float = 0.0,
     ) -> None:
         self.env = env

@@ -36,16 +36,6 @@ def test_reward_is_zero_on_average_before_training_and_favours_each_skills_own_s
     assert np.all(other < -1.0)
 
 
-def test_training_on_selected_env_columns_uses_only_those():
-    box = spaces.Box(-5.0, 5.0, shape=(2,), dtype=np.float32)
-    discriminator = SkillDiscriminator(box, 2, batch_size=10**6)
-    rollout = _separable_rollout(n_steps=10, n_envs=4)
-    rollout[:, 1:, :2] = np.nan  # a column that must not be read
-    stats = discriminator.train_on(rollout, env_indices=np.array([0]))
-    assert np.isfinite(stats["loss"])
-    assert all(th.isfinite(p).all() for p in discriminator.parameters())
-
-
 def test_bonus_goes_to_the_subpolicies_only_and_env_reward_stays_conserved(collect):
     ledger: list = []
     model = make_model(ledger_factory(ledger, terminate_range=(2, 9)), skill_diversity=0.5)
