@@ -4,6 +4,7 @@ n_envs, n_steps, minibatch size and epochs, in one run; plus the raw env with ra
 
     python benchmarks/throughput.py                       # MovementBandits, KeyDoor, FourRooms
     python benchmarks/throughput.py --envs all --timesteps 32000
+    python benchmarks/throughput.py --envs mlsh/FourRooms-v0 -params skill_diversity:0.1 --out /tmp/diversity.csv
 
 MLSH is timed in its two kinds of iteration: warmup (U = 0: only the masters learn) and joint (W = 0: every iteration
 also updates the sub-policies, the worst case). An iteration costs the same whichever task it is on, so the speed of
@@ -26,13 +27,15 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import mlsh_envs
 from sb3_mlsh import MLSH
-from sb3_mlsh.train import load_hyperparams, parse_hyperparams
+from sb3_mlsh.train import load_hyperparams, override_hyperparams, parse_hyperparams
 
 GRID_FAMILIES = ("mlsh/MovementBandits-v0", "mlsh/KeyDoor-v0", "mlsh/FourRooms-v0")
 
 
-def _learner_settings(env_id: str, n_envs: int | None, n_steps: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    kwargs, _, _ = parse_hyperparams(load_hyperparams(env_id), env_id)
+def _learner_settings(
+    env_id: str, n_envs: int | None, n_steps: int | None, overrides: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    kwargs, _, _ = parse_hyperparams(override_hyperparams(load_hyperparams(env_id), overrides), env_id)
     if n_envs is not None:
         kwargs["n_envs"] = n_envs
     if n_steps is not None:
@@ -76,6 +79,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
     parser.add_argument("--n-envs", type=int, default=None, help="override the YAML's n_envs")
     parser.add_argument("--n-steps", type=int, default=None, help="override the YAML's n_steps (D)")
+    parser.add_argument(
+        "--hyperparams",
+        "-params",
+        nargs="+",
+        default=[],
+        metavar="KEY:VALUE",
+        help="YAML overrides (PPO takes D, minibatch size and epochs from the result)",
+    )
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "throughput.csv"))
     args = parser.parse_args()
     th.set_num_threads(1)
@@ -83,7 +94,7 @@ def main() -> None:
     rows = []
     started = time.time()
     for env_id in env_ids:
-        kwargs, ppo_settings = _learner_settings(env_id, args.n_envs, args.n_steps)
+        kwargs, ppo_settings = _learner_settings(env_id, args.n_envs, args.n_steps, args.hyperparams)
         # At least two full iterations, so that each method trains.
         timesteps = max(args.timesteps, 2 * kwargs["n_envs"] * kwargs["n_steps"])
         warmup, joint = kwargs.get("warmup_iterations", 0), kwargs.get("joint_iterations", 1)
