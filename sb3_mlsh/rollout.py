@@ -300,6 +300,8 @@ class TwoLevelCollector:
         subpolicy = np.zeros(n_envs, dtype=np.int64)
         previous_subpolicy = np.zeros(n_envs, dtype=np.int64)
         counts = np.zeros(self.n_subpolicies, dtype=np.int64)
+        acting = np.zeros((n_steps, n_envs), dtype=np.int64)  # the sub-policy of each step, for the diversity reward
+        terminal_reached: list[tuple[int, int, Any]] = []
         result = RolloutResult(continue_training=True)
         obs, episode_starts = last_obs, last_episode_starts
         gamma_sub = sub.gamma
@@ -380,9 +382,10 @@ class TwoLevelCollector:
                         )
 
             if self.discriminator is not None:
-                diversity_reward = self.discriminator.reward(self._reached_obs(new_obs, dones, infos), subpolicy)
-                stored_rewards += self.diversity_coef * diversity_reward
-                result.diversity_reward_sum += float(diversity_reward.sum())
+                acting[step] = subpolicy
+                for env_index in np.flatnonzero(dones):
+                    if infos[env_index].get("terminal_observation") is not None:
+                        terminal_reached.append((step, env_index, infos[env_index]["terminal_observation"]))
 
             buffer.add(sub_obs, actions, stored_rewards, buffer_episode_starts, values_t, log_probs_t)
 
@@ -405,6 +408,12 @@ class TwoLevelCollector:
             result.master_bootstrap_sum += float(recorder.bootstrap[: recorder.size].sum())
             result.macro_steps.append(recorder.log())
 
+        if self.discriminator is not None:
+            # One batched pass over the rollout (the discriminator does not change while it is collected).
+            reached = self._reached_observations(buffer, obs, terminal_reached)
+            diversity_rewards = self.discriminator.reward(reached, acting.ravel())
+            buffer.rewards += self.diversity_coef * diversity_rewards.reshape(n_steps, n_envs).astype(np.float32)
+            result.diversity_reward_sum = float(diversity_rewards.sum())
         with th.no_grad():
             last_values = policy.predict_values(obs_as_tensor(self.subpolicy_obs(obs, subpolicy), sub.device))
         buffer.compute_returns_and_advantage(last_values=last_values, dones=episode_starts)
@@ -415,22 +424,29 @@ class TwoLevelCollector:
         callback.on_rollout_end()
         return result, obs, episode_starts
 
-    @staticmethod
-    def _reached_obs(new_obs: Obs, dones: np.ndarray, infos: list[dict]) -> Obs:
-        """:return: The observation each step reached: the terminal one, not the next episode's first, where one ended."""
-        ended = [i for i in np.flatnonzero(dones) if infos[i].get("terminal_observation") is not None]
-        if not ended:
-            return new_obs
-        if isinstance(new_obs, dict):
-            reached = {key: value.copy() for key, value in new_obs.items()}
-            for i in ended:
-                for key in reached:
-                    reached[key][i] = infos[i]["terminal_observation"][key]
-            return reached
-        reached = new_obs.copy()
-        for i in ended:
-            reached[i] = infos[i]["terminal_observation"]
-        return reached
+    def _reached_observations(self, buffer: RolloutBuffer, last_obs: Obs, terminal_reached: list[tuple[int, int, Any]]) -> Obs:
+        """
+        :param buffer: The filled sub-policy buffer: its observations hold the state of each step.
+        :param last_obs: The observations after the last step.
+        :param terminal_reached: ``(step, env, terminal observation)`` where an episode ended.
+        :return: The state each step reached, as one batch of env observations in (step, env) order.
+        """
+        n_envs = buffer.n_envs
+        if isinstance(buffer.observations, dict):
+            reached = {}
+            for key, stored in buffer.observations.items():
+                if key == SUBPOLICY_KEY:
+                    continue
+                last = np.asarray(last_obs[key]).reshape(n_envs, *stored.shape[2:])  # type: ignore[call-overload]
+                reached[key] = np.concatenate([stored[1:], last[None]])
+                for step, env_index, terminal in terminal_reached:
+                    reached[key][step, env_index] = np.asarray(terminal[key]).reshape(stored.shape[2:])
+            return {key: value.reshape(-1, *value.shape[2:]) for key, value in reached.items()}
+        stored = buffer.observations[..., : -self.n_subpolicies]
+        flat = np.concatenate([stored[1:], np.asarray(last_obs).reshape(1, n_envs, -1)])
+        for step, env_index, terminal in terminal_reached:
+            flat[step, env_index] = np.asarray(terminal).reshape(-1)
+        return flat.reshape(-1, flat.shape[-1])
 
     def _batch_of_one(self, obs: Obs) -> Obs:
         if isinstance(obs, dict):

@@ -1,5 +1,6 @@
 """The optional skill-diversity reward (``MLSH(skill_diversity=...)``): each test fails if the property it names breaks."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -134,3 +135,55 @@ def test_identical_skills_on_a_reward_free_env_are_pulled_apart():
     assert total_variation > 0.3
     held_out_scores = [entry["diversity_reward_mean"] for entry in model.iteration_log[-5:]]
     assert np.mean(held_out_scores) > 0.2
+
+
+class StepObservationLedger(gym.Wrapper):
+    """Writes down the observation of every step, before any automatic reset replaces it."""
+
+    def __init__(self, env: gym.Env, ledger: list) -> None:
+        super().__init__(env)
+        self.observations: list = []
+        ledger.append(self.observations)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.observations.append(obs)
+        return obs, reward, terminated, truncated, info
+
+
+@pytest.mark.parametrize("dict_obs", [False, True])
+def test_each_step_is_scored_on_the_state_it_reached_with_the_subpolicy_that_acted(collect, dict_obs):
+    ledger: list = []
+    inner = make_toy(max_episode_steps=6, terminate_range=(2, 5), dict_obs=dict_obs)
+    model = MLSH(
+        "MultiInputPolicy" if dict_obs else "MlpPolicy",
+        lambda: StepObservationLedger(inner(), ledger),
+        n_envs=3,
+        n_steps=23,
+        macro_duration=4,
+        skill_diversity=1.0,
+        seed=0,
+    )
+    ledger = [model.env.envs[i].get_wrapper_attr("observations") for i in range(model.n_envs)]
+    seen = {}
+
+    def spy(obs, subpolicy):
+        seen.update(obs=obs, subpolicy=subpolicy)
+        return np.zeros(len(subpolicy))
+
+    model.discriminator.reward = spy
+    collect(model)
+    n_steps, n_envs = model.n_steps, model.n_envs
+    buffer = model.subpolicy_learner.rollout_buffer
+    one_hot = buffer.observations["subpolicy"] if dict_obs else buffer.observations[..., -model.n_subpolicies :]
+    np.testing.assert_array_equal(seen["subpolicy"], one_hot.argmax(axis=-1).ravel())
+    for env_index in range(n_envs):
+        assert len(ledger[env_index]) == n_steps
+        for step in range(n_steps):
+            row = step * n_envs + env_index
+            expected = ledger[env_index][step]
+            if dict_obs:
+                np.testing.assert_allclose(seen["obs"]["position"][row], expected["position"])
+                assert int(seen["obs"]["phase"][row].item()) == expected["phase"]
+            else:
+                np.testing.assert_allclose(seen["obs"][row], expected)
