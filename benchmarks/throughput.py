@@ -79,14 +79,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
     parser.add_argument("--n-envs", type=int, default=None, help="override the YAML's n_envs")
     parser.add_argument("--n-steps", type=int, default=None, help="override the YAML's n_steps (D)")
-    parser.add_argument(
-        "--hyperparams",
-        "-params",
-        nargs="+",
-        default=[],
-        metavar="KEY:VALUE",
-        help="YAML overrides (PPO takes D, minibatch size and epochs from the result)",
-    )
+    parser.add_argument("--hyperparams", "-params", nargs="+", default=[], metavar="KEY:VALUE", help="YAML overrides")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "throughput.csv"))
     args = parser.parse_args()
     th.set_num_threads(1)
