@@ -5,6 +5,8 @@ the mean episode return per iteration (``iteration_steps`` primitive steps) from
 
 - ``mlsh``: MLSH, fresh master, frozen sub-policies (``MLSH.adapt``);
 - ``mlsh_joint``: MLSH, fresh master, sub-policies still learning (``adapt(update_subpolicies=True)``);
+- ``mlsh_paper``: the paper's fine-tuning, its meta-loop on the one new task: fresh master, W iterations with frozen
+  sub-policies, then joint iterations (``adapt(update_subpolicies="after_warmup")``);
 - ``ppo_scratch``: SB3 PPO from scratch;
 - ``shared``: the shared PPO policy, fine-tuned on the task;
 - ``oracle``: the family's scripted oracle (a constant), where it has one;
@@ -12,6 +14,10 @@ the mean episode return per iteration (``iteration_steps`` primitive steps) from
   hierarchy does without meta-training, to tell a transfer's effect from the hierarchy's.
 
     python benchmarks/transfer.py --env mlsh/MovementBandits-v0 --seeds 0 1 2 3 4 --meta-timesteps 1000000
+
+Besides the return, each row holds the mean of what the env reports at the end of an episode under ``info["distance"]``
+(the Ant families: the torso's final distance to the target or goal; NaN elsewhere) and the share of episodes with a
+positive return (``success``: for the sparse obstacle courses, episodes that reached the goal).
 
 Each seed writes benchmarks/results/transfer_<family>_seed<s>.csv (one row per method, task and iteration), so
 seeds can run in separate processes (``--seeds 0 1`` beside ``--seeds 2 3``); ``--summarise`` alone combines every
@@ -34,14 +40,19 @@ import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecNormalize
 
 import mlsh_envs
 from mlsh_envs import make_task_sampler
 from sb3_mlsh import MLSH
+from sb3_mlsh.mlsh import SUBPOLICY_DEFAULTS
 from sb3_mlsh.train import load_hyperparams, override_hyperparams, parse_hyperparams
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
-METHODS = ("mlsh", "mlsh_joint", "ppo_scratch", "shared", "mlsh_untrained")
+METHODS = ("mlsh", "mlsh_joint", "ppo_scratch", "shared", "mlsh_untrained", "mlsh_paper")
+ADAPT_MODES = {"mlsh": False, "mlsh_joint": True, "mlsh_untrained": True, "mlsh_paper": "after_warmup"}
+#: Keys of the sub-policy bank's policy_kwargs that SB3's MlpPolicy takes too (PPO from scratch with the same network).
+PPO_POLICY_KEYS = ("net_arch", "activation_fn", "log_std_init", "ortho_init")
 TWO_TASK_FAMILIES = ("mlsh/MovementBandits-v0", "mlsh/KeyDoor-v0", "mlsh/AntTwowalk-v0")
 
 
@@ -59,35 +70,55 @@ class TaskResampling(gym.Wrapper):
 
 
 class IterationReturns(BaseCallback):
-    """Mean return of the episodes that ended in each rollout of an SB3 on-policy algorithm."""
+    """
+    Per rollout of an SB3 on-policy algorithm or of MLSH: the mean return of the episodes that ended in it, their mean
+    final ``info["distance"]`` (NaN where the env reports none) and the share of them with a positive return.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.per_iteration: list[float] = []
-        self._current: list[float] = []
+        self.distance: list[float] = []
+        self.success: list[float] = []
+        self._returns: list[float] = []
+        self._distances: list[float] = []
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
             if "episode" in info:
-                self._current.append(float(info["episode"]["r"]))
+                self._returns.append(float(info["episode"]["r"]))
+                self._distances.append(float(info.get("distance", np.nan)))
         return True
 
     def _on_rollout_end(self) -> None:
-        self.per_iteration.append(float(np.mean(self._current)) if self._current else float("nan"))
-        self._current = []
+        ended = bool(self._returns)
+        self.per_iteration.append(float(np.mean(self._returns)) if ended else float("nan"))
+        self.distance.append(float(np.mean(self._distances)) if ended else float("nan"))
+        self.success.append(float(np.mean(np.array(self._returns) > 0)) if ended else float("nan"))
+        self._returns, self._distances = [], []
 
 
-def fixed_task_env(env_id: str, task: Any, n_envs: int, seed: int):
+def fixed_task_env(env_id: str, task: Any, n_envs: int, seed: int, normalize_reward: bool = False):
     def factory() -> gym.Env:
         env = gym.make(env_id)
         env.get_wrapper_attr("set_task")(task)
         return env
 
-    return make_vec_env(factory, n_envs=n_envs, seed=seed)
+    env = make_vec_env(factory, n_envs=n_envs, seed=seed)
+    # MLSH's normalize_reward is VecNormalize's reward scaling: PPO from scratch gets the same.
+    return VecNormalize(env, norm_obs=False, norm_reward=True, gamma=0.98) if normalize_reward else env
 
 
-def ppo_kwargs(n_steps: int, seed: int) -> dict[str, Any]:
-    return dict(n_steps=n_steps, batch_size=250, n_epochs=10, gamma=0.99, gae_lambda=0.98, seed=seed, device="cpu")
+def ppo_kwargs(n_steps: int, seed: int, hyperparams: dict[str, Any] | None = None) -> dict[str, Any]:
+    """
+    :param hyperparams: MLSH constructor arguments: PPO from scratch then takes the sub-policy learner's settings and
+        network (``--ppo-settings subpolicy``). None: the fixed settings of the earlier tables.
+    """
+    if hyperparams is None:
+        return dict(n_steps=n_steps, batch_size=250, n_epochs=10, gamma=0.99, gae_lambda=0.98, seed=seed, device="cpu")
+    kwargs = {**SUBPOLICY_DEFAULTS, **hyperparams.get("subpolicy_kwargs", {})}
+    policy_kwargs = {key: value for key, value in hyperparams.get("policy_kwargs", {}).items() if key in PPO_POLICY_KEYS}
+    return dict(kwargs, n_steps=n_steps, seed=seed, device="cpu", policy_kwargs=policy_kwargs)
 
 
 def subpolicy_task_returns(
@@ -149,6 +180,7 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
     meta_timesteps = args.meta_timesteps or n_timesteps
     kwargs.update(n_envs=args.n_envs, n_steps=args.n_steps)
     iteration_steps = args.n_envs * args.n_steps
+    scratch_settings = kwargs if args.ppo_settings == "subpolicy" else None
     adapt_steps = args.iterations * iteration_steps
     model_path = os.path.join(args.models, f"{args.model_tag}_{env_id.replace('/', '-')}_seed{seed}.zip")
     start = time.time()
@@ -165,9 +197,9 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
 
     start = time.time()
     shared_path = os.path.join(args.models, f"shared_{env_id.replace('/', '-')}_seed{seed}.zip")
-    if not os.path.exists(shared_path) or args.retrain:
+    if "shared" in args.methods and (not os.path.exists(shared_path) or args.retrain):
         shared_env = make_vec_env(lambda: TaskResampling(gym.make(env_id), "train"), n_envs=args.n_envs, seed=seed)
-        shared = PPO("MlpPolicy", shared_env, **ppo_kwargs(args.n_steps, seed))
+        shared = PPO("MlpPolicy", shared_env, **ppo_kwargs(args.n_steps, seed, scratch_settings))
         shared.learn(args.shared_timesteps)
         shared.save(shared_path)
         timings[f"shared_train_seed{seed}_s"] = time.time() - start
@@ -180,13 +212,16 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
     target = args.transfer_env or env_id
     if target in TWO_TASK_FAMILIES:
         tasks = [0, 1]  # both: a draw of two could give the same task twice and favour whichever goal a policy prefers
+    elif args.tasks == "all":  # every held-out task (for small splits), in a fixed order
+        tasks = sorted(set(make_task_sampler(target, split="test", seed=1000).sample(1000)))
     else:
-        tasks = make_task_sampler(target, split="test", seed=1000 + seed).sample(args.tasks)
+        tasks = make_task_sampler(target, split="test", seed=1000 + seed).sample(int(args.tasks))
     # The sub-policies move to the target family's envs (same spaces), e.g. AntTwowalk's onto the obstacle course.
     target_sampler = make_task_sampler(target, split="test") if args.transfer_env else None
     for task_index, task in enumerate(tasks):
         for method in args.methods:
-            if method in ("mlsh", "mlsh_joint", "mlsh_untrained"):
+            callback = IterationReturns()
+            if method in ADAPT_MODES:
                 if method == "mlsh_untrained":  # the same MLSH with sub-policies that never saw a train task
                     sampler = target_sampler or make_task_sampler(target, split="test")
                     model = MLSH("MlpPolicy", sampler, seed=seed, device="cpu", **{**kwargs, "task_groups": 1})
@@ -200,32 +235,40 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
                         seed=seed,
                         device="cpu",
                     )
-                model.adapt(task, adapt_steps, update_subpolicies=method != "mlsh")
-                returns = [entry["episode_return_mean"] for entry in model.iteration_log]
+                model.adapt(task, adapt_steps, update_subpolicies=ADAPT_MODES[method], callback=callback)
             else:
-                env = fixed_task_env(target, task, args.n_envs, seed)
+                normalize = scratch_settings is not None and bool(kwargs.get("normalize_reward"))
+                env = fixed_task_env(target, task, args.n_envs, seed, normalize_reward=normalize)
                 if method == "shared":
                     learner = PPO.load(shared_path, env=env, device="cpu")
                 else:
-                    learner = PPO("MlpPolicy", env, **ppo_kwargs(args.n_steps, seed))
-                callback = IterationReturns()
+                    learner = PPO("MlpPolicy", env, **ppo_kwargs(args.n_steps, seed, scratch_settings))
                 learner.learn(adapt_steps, callback=callback)
-                returns = callback.per_iteration
-            rows.extend(dict(method=method, seed=seed, task=str(task), iteration=i + 1, ret=r) for i, r in enumerate(returns))
+            rows.extend(
+                dict(method=method, seed=seed, task=str(task), iteration=i + 1, ret=r, distance=d, success=ok)
+                for i, (r, d, ok) in enumerate(zip(callback.per_iteration, callback.distance, callback.success))
+            )
         print(f"seed {seed} task {task_index} ({task}) done", flush=True)
 
 
 def summarise(frame: pd.DataFrame, oracle: float | None) -> pd.DataFrame:
-    per_run = frame.groupby(["method", "seed", "task"])
+    """
+    :return: Per method and horizon (the first 5, 10, 20, 50 and all iterations): mean and std over runs (seed x task)
+        of each run's mean return, and the mean final distance and success share where the seed files have them.
+    """
+    last = int(frame["iteration"].max())
     rows = []
-    for first in sorted({n for n in (10, 20, 50) if n <= frame["iteration"].max()} | {int(frame["iteration"].max())}):
-        means = per_run.apply(lambda g, n=first: g[g["iteration"] <= n]["ret"].mean()).rename("mean").reset_index()
+    for first in sorted({n for n in (5, 10, 20, 50) if n <= last} | {last}):
+        window = frame[frame["iteration"] <= first]
+        means = window.groupby(["method", "seed", "task"]).mean(numeric_only=True).reset_index()
         for method, group in means.groupby("method"):
-            rows.append(
-                dict(
-                    method=method, iterations=first, mean=group["mean"].mean(), std=group["mean"].std(ddof=0), runs=len(group)
-                )
+            row = dict(
+                method=method, iterations=first, mean=group["ret"].mean(), std=group["ret"].std(ddof=0), runs=len(group)
             )
+            for column in ("distance", "success"):
+                if column in group and group[column].notna().any():
+                    row[column] = group[column].mean()
+            rows.append(row)
     summary = pd.DataFrame(rows)
     if oracle is not None:
         summary = pd.concat([summary, pd.DataFrame([dict(method="oracle", iterations=0, mean=oracle, std=0.0, runs=0)])])
@@ -241,6 +284,7 @@ def plot(frame: pd.DataFrame, oracle: float | None, title: str, path: str) -> No
     labels = {  # one colour per method in every family's figure
         "mlsh": ("MLSH (frozen sub-policies)", "tab:blue"),
         "mlsh_joint": ("MLSH (sub-policies keep learning)", "tab:orange"),
+        "mlsh_paper": ("MLSH (paper's fine-tuning: W frozen, then learning)", "tab:brown"),
         "mlsh_untrained": ("MLSH without meta-training (learning)", "tab:purple"),
         "ppo_scratch": ("PPO from scratch", "tab:green"),
         "shared": ("shared policy (PPO), fine-tuned", "tab:red"),
@@ -281,7 +325,9 @@ def main() -> None:
     parser.add_argument("--hyperparams", "-params", nargs="+", default=[], metavar="KEY:VALUE", help="YAML overrides")
     parser.add_argument("--shared-timesteps", type=int, default=500_000, help="budget of the shared PPO policy")
     parser.add_argument("--iterations", type=int, default=10, help="iterations on each new task")
-    parser.add_argument("--tasks", type=int, default=2, help="new tasks per seed (two-task families: both tasks)")
+    parser.add_argument(
+        "--tasks", default="2", help="new tasks per seed, or 'all': every held-out task (two-task families: both tasks)"
+    )
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--n-steps", type=int, default=250, help="steps per env per iteration")
     parser.add_argument("--results", default=RESULTS, help="where the seed files, the summary and the plot go")
@@ -295,6 +341,13 @@ def main() -> None:
         default=list(METHODS[:4]),
         choices=METHODS,
         help="methods to run; with a subset, the seed file keeps its rows of the other methods",
+    )
+    parser.add_argument(
+        "--ppo-settings",
+        choices=("fixed", "subpolicy"),
+        default="fixed",
+        help="PPO from scratch (and the shared policy): the earlier tables' fixed settings, or the YAML's sub-policy "
+        "learner settings and network (with its reward scaling where normalize_reward is set)",
     )
     parser.add_argument("--retrain", action="store_true", help="meta-train even if a model for the seed exists")
     parser.add_argument("--summarise", action="store_true", help="only combine the seed files present")

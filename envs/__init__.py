@@ -32,15 +32,19 @@ _REGISTRY: dict[str, tuple[str, int]] = {
     "mlsh/MovementBandits-v0": ("mlsh_envs.movement_bandits:MovementBanditsEnv", 50),
     "mlsh/KeyDoor-v0": ("mlsh_envs.key_door:KeyDoorEnv", 100),
     "mlsh/FourRooms-v0": ("mlsh_envs.four_rooms:FourRoomsEnv", 100),
+    "mlsh/FourRoomsAllGoals-v0": ("mlsh_envs.four_rooms:FourRoomsEnv", 100),
     "mlsh/AntTwowalk-v0": ("mlsh_envs.ant_twowalk:AntTwowalkEnv", 1000),
     "mlsh/AntMaze-v0": ("mlsh_envs.ant_maze:AntMazeEnv", 1000),
     "mlsh/AntObstacleCourse-v0": ("mlsh_envs.ant_obstacle_course:AntObstacleCourseEnv", 2000),
     "mlsh/HumanoidWalkCrawl-v0": ("mlsh_envs.humanoid_walk_crawl:HumanoidWalkCrawlEnv", 1000),
 }
 
+#: Constructor arguments of the ids that share an env class with another id.
+_KWARGS: dict[str, dict[str, Any]] = {"mlsh/FourRoomsAllGoals-v0": {"goals": "all"}}
+
 for _env_id, (_entry_point, _max_steps) in _REGISTRY.items():
     if _env_id not in gym.registry:
-        gym.register(id=_env_id, entry_point=_entry_point, max_episode_steps=_max_steps)
+        gym.register(id=_env_id, entry_point=_entry_point, max_episode_steps=_max_steps, kwargs=_KWARGS.get(_env_id, {}))
 
 ENV_IDS = tuple(_REGISTRY)
 

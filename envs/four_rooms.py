@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["FOUR_ROOMS_LAYOUT", "FourRoomsEnv"]
+__all__ = ["FOUR_ROOMS_LAYOUT", "FOUR_ROOMS_PAPER_GOALS", "FOUR_ROOMS_PAPER_TEST_GOALS", "FourRoomsEnv"]
 
 #: The 13 x 13 layout of Sutton, Precup and Singh (1999): ``w`` is a wall, 104 cells are free.
 FOUR_ROOMS_LAYOUT = (
@@ -26,24 +26,42 @@ FOUR_ROOMS_LAYOUT = (
     "wwwwwwwwwwwww",
 )
 
+#: The paper's goal distribution (Option-Critic's, and the goal list of the original code): the 20 cells of the
+#: south-east room (rows 8-11, columns 7-11) and the hallway cell (10, 6) that leads into it.
+FOUR_ROOMS_PAPER_GOALS: tuple[tuple[int, int], ...] = (
+    *((row, col) for row in range(8, 12) for col in range(7, 12)),
+    (10, 6),
+)
+#: The held-out goals of the paper's distribution: four cells spread over the south-east room.
+FOUR_ROOMS_PAPER_TEST_GOALS: tuple[tuple[int, int], ...] = ((8, 11), (9, 8), (10, 10), (11, 7))
+
 
 class FourRoomsEnv(gym.Env):
     """
     The four-rooms grid world: 13 x 13 cells, 104 of them free, four rooms joined by four hallways.
     The agent starts in the east hallway (row 7, column 9) and moves up, down, left or right; with probability
-    ``slip_prob`` (1/3) it slips instead to a uniformly drawn free neighbour of its cell. A move into a wall
+    ``slip_prob`` (1/3) it slips to a uniformly drawn free neighbour of its cell, instead of the move (``slip_rule=
+    "replace"``, as Option-Critic describes) or after it (``"after"``, as the original code does). A move into a wall
     leaves it in place. Reward is 1 on every step that ends on the goal cell; nothing terminates the episode,
     whose length (100) comes from the registered ``TimeLimit``.
 
-    A task is a goal cell ``(row, col)``; the goal is latent (never observed), as in the paper. The held-out
-    split is a fixed, spread-out fifth of the free cells (every fifth free cell in row-major order, starting
-    with the third: 21 cells); the train split is the other 83 cells.
+    A task is a goal cell ``(row, col)``; the goal is latent (never observed), as in the paper. The start cell is
+    never a goal.
+
+    - ``goals="paper"`` (``mlsh/FourRooms-v0``): the paper's distribution, :data:`FOUR_ROOMS_PAPER_GOALS` (the
+      south-east room and its west hallway, 21 cells); held out: :data:`FOUR_ROOMS_PAPER_TEST_GOALS` (4 cells),
+      train: the other 17.
+    - ``goals="all"`` (``mlsh/FourRoomsAllGoals-v0``, an extension beyond the paper): every free cell but the start
+      (103); held out: every fifth free cell in row-major order from the third, less the start (20 cells), spread
+      over all four rooms; train: the other 83.
 
     Observation: one-hot of the agent's free cell (104 numbers, in row-major order of the free cells), an
     input an MLP can use directly (the original's bare integer crashed its learner).
     Actions: 0 up, 1 down, 2 left, 3 right.
 
-    :param slip_prob: Probability that a step goes to a random free neighbour instead of the chosen move.
+    :param slip_prob: Probability that a step goes to a random free neighbour.
+    :param goals: ``"paper"`` (the south-east room) or ``"all"`` (every free cell but the start).
+    :param slip_rule: ``"replace"`` (a slip replaces the move) or ``"after"`` (the move happens, then the slip).
     :param render_mode: ``"rgb_array"`` for a picture of the grid.
     """
 
@@ -51,8 +69,16 @@ class FourRoomsEnv(gym.Env):
     MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.int64)
     START = (7, 9)
 
-    def __init__(self, slip_prob: float = 1.0 / 3.0, render_mode: str | None = None):
+    def __init__(
+        self, slip_prob: float = 1.0 / 3.0, goals: str = "paper", slip_rule: str = "replace", render_mode: str | None = None
+    ):
+        if goals not in ("paper", "all"):
+            raise ValueError(f"goals must be 'paper' (the south-east room) or 'all' (every free cell), got {goals!r}.")
+        if slip_rule not in ("replace", "after"):
+            raise ValueError(f"slip_rule must be 'replace' or 'after', got {slip_rule!r}.")
         self.slip_prob = slip_prob
+        self.goals = goals
+        self.slip_rule = slip_rule
         self.render_mode = render_mode
         self.walls = np.array([[char == "w" for char in row] for row in FOUR_ROOMS_LAYOUT])
         self.cells: list[tuple[int, int]] = [(int(r), int(c)) for r, c in zip(*np.nonzero(~self.walls), strict=True)]
@@ -70,8 +96,13 @@ class FourRoomsEnv(gym.Env):
                 if free:
                     neighbours.append(self.cell_index[target])
             self._neighbours.append(neighbours)
-        self.test_goals: tuple[tuple[int, int], ...] = tuple(self.cells[2::5])
-        self.train_goals: tuple[tuple[int, int], ...] = tuple(cell for cell in self.cells if cell not in self.test_goals)
+        if goals == "paper":
+            self.all_goals: tuple[tuple[int, int], ...] = FOUR_ROOMS_PAPER_GOALS
+            self.test_goals: tuple[tuple[int, int], ...] = FOUR_ROOMS_PAPER_TEST_GOALS
+        else:
+            self.all_goals = tuple(cell for cell in self.cells if cell != self.START)
+            self.test_goals = tuple(cell for cell in self.cells[2::5] if cell != self.START)
+        self.train_goals: tuple[tuple[int, int], ...] = tuple(cell for cell in self.all_goals if cell not in self.test_goals)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(self.n_cells,), dtype=np.float32)
         self.action_space = spaces.Discrete(4)
         self.task: tuple[int, int] = self.train_goals[0]
@@ -83,12 +114,12 @@ class FourRoomsEnv(gym.Env):
     def sample_tasks(self, n: int, split: str | None = None) -> list[tuple[int, int]]:
         """
         :param n: Number of tasks.
-        :param split: ``"train"`` (83 goal cells), ``"test"`` (the 21 held-out goal cells) or ``None`` (all 104).
+        :param split: ``"train"``, ``"test"`` (the held-out goal cells) or ``None`` (all goals); see the class docstring.
         :return: ``n`` goal cells ``(row, col)`` drawn uniformly from the split.
         """
         if split not in (None, "train", "test"):
             raise ValueError(f"Unknown split {split!r}.")
-        goals = {None: self.cells, "train": self.train_goals, "test": self.test_goals}[split]
+        goals = {None: self.all_goals, "train": self.train_goals, "test": self.test_goals}[split]
         return [goals[int(index)] for index in self.np_random.integers(len(goals), size=n)]
 
     def set_task(self, task: tuple[int, int]) -> None:
@@ -134,11 +165,12 @@ class FourRoomsEnv(gym.Env):
         return self._obs(), {"task": self.task}
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
-        if self.np_random.random() < self.slip_prob:
+        slip = self.np_random.random() < self.slip_prob
+        if not slip or self.slip_rule == "after":
+            self.agent = int(self._next_cell[self.agent, int(action)])
+        if slip:
             neighbours = self._neighbours[self.agent]
             self.agent = neighbours[int(self.np_random.integers(len(neighbours)))]
-        else:
-            self.agent = int(self._next_cell[self.agent, int(action)])
         reward = float(self.cells[self.agent] == self.task)
         return self._obs(), reward, False, False, {"task": self.task, "cell": self.cells[self.agent]}
 

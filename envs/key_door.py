@@ -33,7 +33,7 @@ class KeyDoorEnv(MovementBanditsEnv):
         size: float = 400.0,
         step_size: float = 20.0,
         goal_radius: float = 50.0,
-        key_radius: float = 30.0,
+        key_radius: float = 50.0,
         render_mode: str | None = None,
     ):
         super().__init__(size=size, step_size=step_size, goal_radius=goal_radius, render_mode=render_mode)

@@ -194,6 +194,18 @@ class AntNavigationEnv(TaskResetMixin, AntEnv):
             positions[: len(blocks), :2] = np.asarray(blocks, dtype=np.float64)
         place_boxes(self.model, self.data, self._block_ids, positions)
 
+    @property
+    def goal_position(self) -> np.ndarray:
+        """The ``(x, y)`` of the current task's target or goal (its marker)."""
+        return self.model.geom_pos[self._marker_id, :2].copy()
+
+    @property
+    def obstacles(self) -> list[tuple[float, float, float, float]]:
+        """The placed blocks of the current task: ``(x, y, half width, half depth)`` each (parked ones left out)."""
+        half_x, half_y, _ = self._block_half_size
+        centres = self.data.mocap_pos[self.model.body_mocapid[self._block_ids]] if len(self._block_ids) else np.zeros((0, 3))
+        return [(float(x), float(y), half_x, half_y) for x, y, _ in centres if abs(x) < PARKED / 2]
+
     def _get_obs(self) -> np.ndarray:
         position = self.data.qpos.flatten()
         if self._exclude_current_positions_from_observation:

@@ -31,6 +31,8 @@ from stable_baselines3.common.utils import safe_mean
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from sb3_mlsh.diversity import SkillDiscriminator
+from sb3_mlsh.normalization import RewardScaler
+from sb3_mlsh.observation import ObsExclude, SubPolicyView
 from sb3_mlsh.policies import SubPolicyBankPolicy, subpolicy_observation_space
 from sb3_mlsh.rollout import NonFiniteError, RolloutResult, TwoLevelCollector, _all_finite
 from sb3_mlsh.tasks import TaskProtocolError, TaskSampler, as_task_sampler
@@ -172,6 +174,16 @@ class MLSH(BaseAlgorithm):
         sub-policy acts from the env observation (DIAYN's objective). 0 (default) is the paper's MLSH.
     :param discriminator_kwargs: Arguments of the :class:`~sb3_mlsh.diversity.SkillDiscriminator` (``net_arch``,
         ``learning_rate``, ``batch_size``, ``n_epochs``).
+    :param subpolicy_obs_exclude: Entries of the env observation that the sub-policies do not see (the master sees all):
+        for a Box, indices into the flattened observation (e.g. ``[0, 1]``, an Ant's torso x and y); for a Dict, keys
+        to drop or a mapping ``{key: indices}``. None (default): they see everything, as in the paper. See
+        :class:`~sb3_mlsh.observation.SubPolicyView`.
+    :param normalize_reward: Both learners learn from rewards divided by a running standard deviation of the discounted
+        return (kept across tasks, saved with the model, used by :meth:`adapt` too), so that returns of any scale leave
+        the policy step intact. False (default): raw rewards, as in the paper. Logged returns are always raw.
+    :param torch_threads: Torch threads while :meth:`learn` runs (the previous setting is restored after). 1 (default):
+        MLSH's small MLPs run fastest on one thread per process; torch's default (one per core) measured 19x slower on a
+        busy 2-core machine. None: leave torch's setting alone.
     :param stagger_groups: Stagger the task groups' phases so that sub-policy updates spread evenly.
     :param vec_env_class: ``DummyVecEnv`` (default) or ``SubprocVecEnv``.
     :param monitor_dir: Where the Monitor CSVs go (None: not written).
@@ -211,6 +223,9 @@ class MLSH(BaseAlgorithm):
         master_epsilon: float = 0.0,
         skill_diversity: float = 0.0,
         discriminator_kwargs: dict[str, Any] | None = None,
+        subpolicy_obs_exclude: ObsExclude = None,
+        normalize_reward: bool = False,
+        torch_threads: int | None = 1,
         stagger_groups: bool = True,
         vec_env_class: type[VecEnv] | None = None,
         monitor_dir: str | None = None,
@@ -282,11 +297,23 @@ class MLSH(BaseAlgorithm):
         self.master_epsilon = master_epsilon
         self.skill_diversity = float(skill_diversity)
         self.discriminator_kwargs = dict(discriminator_kwargs or {})
+        if not isinstance(normalize_reward, (bool, np.bool_)):
+            raise ValueError(f"Invalid MLSH arguments: normalize_reward must be True or False, got {normalize_reward!r}.")
+        if torch_threads is not None and (
+            isinstance(torch_threads, bool) or not isinstance(torch_threads, int) or torch_threads < 1
+        ):
+            raise ValueError(
+                f"Invalid MLSH arguments: torch_threads must be a positive integer or None, got {torch_threads!r}."
+            )
+        self.torch_threads = torch_threads
+        self.subpolicy_obs_exclude = subpolicy_obs_exclude
+        self.normalize_reward = bool(normalize_reward)
         self.stagger_groups = stagger_groups
         self.vec_env_class = vec_env_class or DummyVecEnv
         self.monitor_dir = monitor_dir
 
         observation_space, action_space = self._checked_spaces()
+        self.subpolicy_view = SubPolicyView(observation_space, subpolicy_obs_exclude)
         env = make_vec_env(
             self.task_sampler.make_env,
             n_envs=n_envs,
@@ -485,7 +512,7 @@ class MLSH(BaseAlgorithm):
         subpolicy_kwargs.update(max_grad_norm=float("inf"), policy_kwargs=bank_kwargs)
         self.subpolicy_learner = self._make_learner(
             self.policy_class,
-            subpolicy_observation_space(self.observation_space, self.n_subpolicies),
+            subpolicy_observation_space(self.subpolicy_view.space, self.n_subpolicies),
             self.action_space,
             self.n_steps,
             self.n_envs,
@@ -496,7 +523,7 @@ class MLSH(BaseAlgorithm):
         self._discriminator_stats: dict[str, float] = {}
         if self.skill_diversity > 0:
             self.discriminator = SkillDiscriminator(
-                self.observation_space, self.n_subpolicies, device=self.device, **self.discriminator_kwargs
+                self.subpolicy_view.space, self.n_subpolicies, device=self.device, **self.discriminator_kwargs
             )
         self.collector = TwoLevelCollector(
             self.env,
@@ -506,6 +533,8 @@ class MLSH(BaseAlgorithm):
             master_epsilon=self.master_epsilon,
             discriminator=self.discriminator,
             diversity_coef=self.skill_diversity,
+            view=self.subpolicy_view,
+            reward_scaler=RewardScaler(self.n_envs, self.subpolicy_learner.gamma) if self.normalize_reward else None,
         )
         if self._dist is None:
             masters = [self._make_master() for _ in range(self.task_groups)]
@@ -536,6 +565,11 @@ class MLSH(BaseAlgorithm):
         )
         for group in self.trainer.groups:
             context.sync_master(group)
+
+    @property
+    def completed_timesteps(self) -> int:
+        """Primitive steps of the completed iterations (less than ``num_timesteps`` while an iteration is collected)."""
+        return self._completed_timesteps
 
     @property
     def masters(self) -> list[PPO]:
@@ -608,14 +642,20 @@ class MLSH(BaseAlgorithm):
         :param progress_bar: Show a progress bar (tqdm and rich).
         :return: The trained model.
         """
-        total_timesteps, callback = self._setup_learn(
-            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
-        )
-        callback.on_training_start(locals(), globals())
-        while self.num_timesteps < total_timesteps:
-            if not self._iterate(callback, total_timesteps, log_interval):
-                break
-        callback.on_training_end()
+        threads_before = th.get_num_threads()
+        if self.torch_threads is not None:
+            th.set_num_threads(self.torch_threads)
+        try:
+            total_timesteps, callback = self._setup_learn(
+                total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+            )
+            callback.on_training_start(locals(), globals())
+            while self.num_timesteps < total_timesteps:
+                if not self._iterate(callback, total_timesteps, log_interval):
+                    break
+            callback.on_training_end()
+        finally:
+            th.set_num_threads(threads_before)
         return self
 
     def _iterate(self, callback: BaseCallback, total_timesteps: int, log_interval: int) -> bool:
@@ -729,7 +769,7 @@ class MLSH(BaseAlgorithm):
         self: SelfMLSH,
         task: Any,
         total_timesteps: int,
-        update_subpolicies: bool = False,
+        update_subpolicies: bool | str = False,
         callback: MaybeCallback = None,
         log_interval: int = 1,
         progress_bar: bool = False,
@@ -739,14 +779,20 @@ class MLSH(BaseAlgorithm):
 
         :param task: The new task (e.g. ``TaskSampler(..., split="test").sample()[0]``).
         :param total_timesteps: Primitive env steps to learn for.
-        :param update_subpolicies: Keep updating the sub-policies too (joint phase) instead of freezing them.
+        :param update_subpolicies: False: the sub-policies stay frozen. True: they learn from the first iteration on
+            (joint phase). ``"after_warmup"``: the paper's fine-tuning, its meta-loop on one task: ``warmup_iterations``
+            iterations with frozen sub-policies, then joint iterations for the rest of ``total_timesteps``.
         :param callback: SB3 callback(s).
         :param log_interval: Log every this many iterations.
         :param progress_bar: Show a progress bar.
         :return: The adapted model; :meth:`predict` then uses the adapted master.
         """
         self._refuse_in_distributed_mode("adapt")
-        self.trainer.fix_task(task, JOINT if update_subpolicies else WARMUP)
+        if update_subpolicies not in (False, True, "after_warmup"):
+            raise ValueError(f"update_subpolicies must be False, True or 'after_warmup', got {update_subpolicies!r}.")
+        # A phase of None lets each group run its own schedule: W warmup iterations, then joint ones (no task ends).
+        phase = {False: WARMUP, True: JOINT, "after_warmup": None}[update_subpolicies]
+        self.trainer.fix_task(task, phase)
         for group in self.trainer.groups:
             self._reset_master(group.master)
             group.task = None
@@ -925,6 +971,9 @@ class MLSH(BaseAlgorithm):
             master_epsilon=self.master_epsilon,
             skill_diversity=self.skill_diversity,
             discriminator_kwargs=self.discriminator_kwargs,
+            subpolicy_obs_exclude=self.subpolicy_obs_exclude,
+            normalize_reward=self.normalize_reward,
+            torch_threads=self.torch_threads,
             stagger_groups=self.stagger_groups,
             vec_env_class=self.vec_env_class,
             stats_window_size=self._stats_window_size,
@@ -955,6 +1004,7 @@ class MLSH(BaseAlgorithm):
             "iteration": self.iteration,
             "trainer": self.trainer.state_dict(),
             "collector_rng": self.collector.rng.bit_generator.state,
+            "reward_scaler": None if self.collector.reward_scaler is None else self.collector.reward_scaler.state_dict(),
             "learner_updates": [self.subpolicy_learner._n_updates, *[master._n_updates for master in self.masters]],
             # SB3's minibatch shuffling draws from the global NumPy generator: restore it too for an exact resume.
             "numpy_rng_state": np.random.get_state(),
@@ -1057,6 +1107,8 @@ class MLSH(BaseAlgorithm):
             model.trainer.load_state_dict(data["trainer"])
         if model._dist is None:
             model.collector.rng.bit_generator.state = data["collector_rng"]
+        if model.collector.reward_scaler is not None and data.get("reward_scaler") is not None:
+            model.collector.reward_scaler.load_state_dict(data["reward_scaler"])
         model.subpolicy_learner._n_updates, *master_updates = data["learner_updates"]
         for group in model.trainer.groups:
             if group.index < len(master_updates):

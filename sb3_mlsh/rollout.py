@@ -12,6 +12,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_mlsh.normalization import RewardScaler
+from sb3_mlsh.observation import SubPolicyView
 from sb3_mlsh.policies import SUBPOLICY_KEY, SubPolicyBankPolicy
 
 if TYPE_CHECKING:
@@ -71,7 +73,8 @@ class RolloutResult:
 
     :param continue_training: False when a callback asked to stop.
     :param env_reward_sum: Sum of the rewards returned by the envs.
-    :param subpolicy_reward_sum: Sum of the rewards in the sub-policy buffer, less the bootstrap values added to them.
+    :param subpolicy_reward_sum: Sum of the rewards in the sub-policy buffer, less the bootstrap values added to them
+        (scaled rewards when the collector has a reward scaler).
     :param master_buffers: The filled buffer of each group's master.
     :param macro_steps: The macro-step log of each group.
     :param subpolicy_counts: Primitive steps taken by each sub-policy.
@@ -203,6 +206,8 @@ class TwoLevelCollector:
     :param discriminator: A :class:`~sb3_mlsh.diversity.SkillDiscriminator` whose reward is added to the sub-policies'
         rewards, times ``diversity_coef`` (None: the paper's MLSH).
     :param diversity_coef: Weight of the discriminator's reward.
+    :param view: The part of the env observation the sub-policies see (None: all of it).
+    :param reward_scaler: Scales the rewards both learners learn from (None: raw rewards); logged returns stay raw.
     """
 
     def __init__(
@@ -215,6 +220,8 @@ class TwoLevelCollector:
         check_finite: bool = True,
         discriminator: "SkillDiscriminator | None" = None,
         diversity_coef: float = 0.0,
+        view: SubPolicyView | None = None,
+        reward_scaler: RewardScaler | None = None,
     ) -> None:
         self.env = env
         self.subpolicy_learner = subpolicy_learner
@@ -224,6 +231,8 @@ class TwoLevelCollector:
         self.check_finite = check_finite
         self.discriminator = discriminator
         self.diversity_coef = diversity_coef
+        self.view = view or SubPolicyView(env.observation_space)
+        self.reward_scaler = reward_scaler
         self.rng = np.random.default_rng()
         #: Processes collecting in lockstep (distributed training): ``num_timesteps`` counts the steps of all of them.
         self.processes = 1
@@ -234,8 +243,9 @@ class TwoLevelCollector:
         """
         :param obs: A batch of env observations.
         :param subpolicy: The active sub-policy of each.
-        :return: The batch as the sub-policy learner sees it.
+        :return: The batch as the sub-policy learner sees it: its view of the observation plus the one-hot choice.
         """
+        obs = self.view(obs)
         one_hot = self._eye[subpolicy]
         if isinstance(obs, dict):
             return {**obs, SUBPOLICY_KEY: one_hot}
@@ -357,6 +367,8 @@ class TwoLevelCollector:
 
             rewards = rewards.astype(np.float64)
             result.env_reward_sum += float(rewards.sum())
+            if self.reward_scaler is not None:
+                rewards = self.reward_scaler(rewards, dones)
             counts += np.bincount(subpolicy, minlength=self.n_subpolicies)
             for recorder in recorders:
                 mine = recorder.env_indices

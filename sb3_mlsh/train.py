@@ -8,22 +8,27 @@ Example::
 
 import argparse
 import difflib
+import errno
 import importlib.resources
 import io
+import json
 import os
 import re
+import signal
 import sys
 import time
+import warnings
+import zipfile
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch as th
 import yaml
-from stable_baselines3.common.callbacks import CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule
 
-from sb3_mlsh.mlsh import MLSH
+from sb3_mlsh.callbacks import IterationCheckpoint, IterationCSV, StopOnSignal
+from sb3_mlsh.mlsh import MLSH, ModelFileError
 from sb3_mlsh.plots import plot_run
 
 __all__ = ["load_hyperparams", "main", "override_hyperparams", "parse_hyperparams"]
@@ -34,7 +39,7 @@ SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 CONSTRUCTOR_KEYS = {
     "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
     "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "stagger_groups", "skill_diversity",
-    "discriminator_kwargs",
+    "discriminator_kwargs", "subpolicy_obs_exclude", "normalize_reward",
 }  # fmt: skip
 
 
@@ -175,36 +180,47 @@ def _run_folder(log_folder: str, env_id: str) -> str:
     return os.path.join(root, f"{name}_{max(taken, default=0) + 1}")
 
 
+def _recorded_steps(path: str) -> int:
+    """
+    :param path: A saved model.
+    :return: The primitive steps it holds, as recorded inside it (read without loading the model).
+    :raises ModelFileError: if the file is truncated or corrupt.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return int(json.loads(archive.read("data"))["num_timesteps"])
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError, EOFError) as error:
+        raise ModelFileError(f"{path} is truncated or corrupt ({type(error).__name__}: {error})") from error
+
+
 def _latest_checkpoint(run_folder: str) -> str:
-    candidates = (
-        [
-            os.path.join(run_folder, "checkpoints", f)
-            for f in os.listdir(os.path.join(run_folder, "checkpoints"))
-            if f.endswith(".zip")
-        ]
-        if os.path.isdir(os.path.join(run_folder, "checkpoints"))
-        else []
-    )
-    final = os.path.join(run_folder, "model.zip")
-    if os.path.exists(final):
-        candidates.append(final)
-    if not candidates:
-        raise FileNotFoundError(f"No checkpoint or model.zip in {run_folder}: nothing to resume from.")
-    return max(candidates, key=os.path.getmtime)
-
-
-def _write_iterations(model: MLSH, path: str) -> None:
-    rows = [
-        {**{k: v for k, v in entry.items() if k != "subpolicy_usage"},
-         **{f"subpolicy_usage_{i}": u for i, u in enumerate(entry["subpolicy_usage"])}}
-        for entry in model.iteration_log
-    ]  # fmt: skip
-    frame = pd.DataFrame(rows)
-    if os.path.exists(path) and len(frame):
-        # A resumed run repeats the iterations after its checkpoint: keep the new ones.
-        previous = pd.read_csv(path)
-        frame = pd.concat([previous[previous["iteration"] < frame["iteration"].min()], frame], ignore_index=True)
-    frame.to_csv(path, index=False)
+    """
+    :param run_folder: A run folder.
+    :return: Its saved model with the most steps (as recorded in the files, not by modification time, which a copy
+        changes); truncated or corrupt files are skipped with a warning, and stale ``.tmp`` files of interrupted saves
+        are removed.
+    """
+    folders = [run_folder, os.path.join(run_folder, "checkpoints")]
+    candidates = []
+    for folder in folders:
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if name.endswith(".tmp") and name.startswith("."):
+                os.remove(path)  # an interrupted save (saves write a temporary file, then rename it)
+            elif name.endswith(".zip") and (folder != run_folder or name == "model.zip"):
+                candidates.append(path)
+    ranked = []
+    for path in candidates:
+        try:
+            ranked.append((_recorded_steps(path), path))
+        except ModelFileError as error:
+            warnings.warn(f"Skipping {error}.", stacklevel=2)
+    if not ranked:
+        raise FileNotFoundError(f"No readable checkpoint or model.zip in {run_folder}: nothing to resume from.")
+    # At equal steps, prefer the final model over a checkpoint.
+    return max(ranked, key=lambda item: (item[0], os.path.basename(item[1]) == "model.zip"))[1]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--n-timesteps", "-n", type=int, default=None, help="Primitive env steps (overrides the YAML).")
     parser.add_argument("--seed", type=int, default=0, help="Random seed.")
-    parser.add_argument("--log-folder", "-f", type=str, default="logs", help="Runs go to <log-folder>/mlsh/<env>_<n>/.")
+    parser.add_argument("--log-folder", "-f", type=str, default="logs", help="Runs go to <log-folder>/mlsh/mlsh-<env>_<n>/.")
     parser.add_argument(
         "--save-freq", type=int, default=100_000, help="Checkpoint every this many primitive steps (0: never)."
     )
@@ -234,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=str,
         default=None,
         metavar="RUN_FOLDER",
-        help="Continue the run in this folder from its latest checkpoint, up to its n_timesteps.",
+        help="Continue the run in this folder from its checkpoint with the most steps, up to its n_timesteps "
+        "(or -n, to extend it).",
     )
     parser.add_argument(
         "--task-groups",
@@ -288,6 +305,18 @@ def main(argv: list[str] | None = None) -> MLSH:
     th.set_num_threads(1)
     if args.resume is None and args.env is None:
         parser.error("give --env (or --resume RUN_FOLDER)")
+    if args.n_timesteps is not None and args.n_timesteps <= 0:
+        parser.error(f"-n/--n-timesteps must be a positive number of steps, got {args.n_timesteps}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0 (numpy and gymnasium refuse negative seeds), got {args.seed}")
+    if args.save_freq < 0:
+        parser.error(f"--save-freq must be >= 0 (0: no checkpoints), got {args.save_freq}")
+    if args.resume is not None and not os.path.isfile(os.path.join(args.resume, "config.yml")):
+        parser.error(
+            f"--resume {args.resume}: no run there (a run folder holds config.yml), e.g. logs/mlsh/mlsh-<env>_<n>"
+            if not os.path.isdir(args.resume)
+            else f"--resume {args.resume}: the folder has no config.yml, so it is not an sb3-mlsh run folder"
+        )
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     distributed = processes > 1
     run_folder: str | None = None
@@ -319,6 +348,12 @@ def main(argv: list[str] | None = None) -> MLSH:
             source = io.BytesIO(blob)
         env_id = config["env"]
         kwargs, n_timesteps, _ = parse_hyperparams(config["hyperparams"], env_id)
+        if args.n_timesteps is not None and args.n_timesteps != n_timesteps:
+            # Extend (or shorten) the run: its config records the new target.
+            n_timesteps = config["hyperparams"]["n_timesteps"] = args.n_timesteps
+            if main_process:
+                with open(os.path.join(run_folder, "config.yml"), "w") as file:
+                    yaml.safe_dump(config, file, sort_keys=False)
         if args.save_freq == parser.get_default("save_freq"):
             args.save_freq = config.get("save_freq", args.save_freq)
         # Append to the Monitor CSVs: the episodes before the interruption stay in the learning curve.
@@ -331,6 +366,8 @@ def main(argv: list[str] | None = None) -> MLSH:
             device=args.device,
         )
         say(f"Resuming {run_folder} from {checkpoint} at {model.num_timesteps} steps (target {n_timesteps}).")
+        if model.num_timesteps >= n_timesteps:
+            say(f"The run already has {model.num_timesteps} steps: give a larger -n to extend it.")
     else:
         env_id = args.env
         entry = override_hyperparams(load_hyperparams(env_id, args.hyperparams_file), args.hyperparams)
@@ -366,24 +403,39 @@ def main(argv: list[str] | None = None) -> MLSH:
             + (f" over {processes} processes ({model.n_envs} envs each)" if distributed else "")
             + f"; logs in {run_folder}"
         )
-    callback = None
+    callbacks: list[BaseCallback] = []
+    checkpoints = None
     if args.save_freq > 0:
-        # Every process runs the callback: a save is a collective call, of which rank 0 writes the file.
-        save_every = max(args.save_freq // (model.n_envs * processes), 1)
-        callback = CheckpointCallback(save_every, os.path.join(run_folder, "checkpoints"), "mlsh")
-    start = time.time()
+        # Every process runs it: a save is a collective call, of which rank 0 writes the file.
+        checkpoints = IterationCheckpoint(args.save_freq, os.path.join(run_folder, "checkpoints"), "mlsh")
+        callbacks.append(checkpoints)
+    if main_process:
+        callbacks.append(IterationCSV(os.path.join(run_folder, "iterations.csv")))
+    stopper = None
+    if not distributed:
+        stopper = StopOnSignal()
+        callbacks.append(stopper)
+    start, start_steps = time.time(), model.num_timesteps
     remaining = n_timesteps - (model.num_timesteps if args.resume else 0)
     finished = False
     try:
         model.learn(
             max(remaining, 0),
-            callback=callback,
+            callback=callbacks,
             log_interval=args.log_interval,
             tb_log_name="MLSH",
             reset_num_timesteps=args.resume is None,
             progress_bar=not args.no_progress,
         )
-        finished = True
+        finished = stopper is None or stopper.received is None
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise SystemExit(
+            f"error: the disk is full ({error.strerror}); nothing was half-written: the checkpoints in {run_folder} and "
+            f"its iterations.csv are intact. Free some space, then resume with: python -m sb3_mlsh.train --resume "
+            f"{run_folder}"
+        ) from None
     except Exception as error:
         if not distributed:
             raise
@@ -398,19 +450,31 @@ def main(argv: list[str] | None = None) -> MLSH:
             flush=True,
         )
         raise SystemExit(1) from error
-    finally:
-        # A distributed save gathers from every process: after a failure only the checkpoints remain.
-        if finished or not distributed:
-            model.save(os.path.join(run_folder, "model.zip"))
-        if main_process:
-            _write_iterations(model, os.path.join(run_folder, "iterations.csv"))
+    if stopper is not None and stopper.received is not None:
+        # Stopped by SIGINT / SIGTERM: the model holds the last completed iteration; keep it as a checkpoint.
+        path = (checkpoints or IterationCheckpoint(1, os.path.join(run_folder, "checkpoints"))).path_for(
+            model.completed_timesteps
+        )
+        if not os.path.exists(path):
+            model.save(path)
+        name = signal.Signals(stopper.received).name
+        print(
+            f"Stopped by {name} at {model.completed_timesteps} steps; checkpoint: {path}\n"
+            f"Resume with: python -m sb3_mlsh.train --resume {run_folder}",
+            file=sys.stderr,
+        )
+        raise SystemExit(128 + stopper.received)
+    if finished:
+        model.save(os.path.join(run_folder, "model.zip"))
     elapsed = time.time() - start
     if main_process:
         returns = [info["r"] for info in model.ep_info_buffer] if model.ep_info_buffer else [float("nan")]
         png = plot_run(run_folder, title=f"MLSH on {env_id}")
+        steps = model.num_timesteps - start_steps
         print(
-            f"Done: {model.num_timesteps} steps in {elapsed:.0f} s ({model.num_timesteps / max(elapsed, 1e-9):.0f} steps/s). "
-            f"Mean return of the last {len(returns)} episodes: {np.mean(returns):.2f}.\n"
+            f"Done: {steps} steps in {elapsed:.0f} s ({steps / max(elapsed, 1e-9):.0f} steps/s)"
+            + (f", {model.num_timesteps} in all" if args.resume else "")
+            + f". Mean return of the last {len(returns)} episodes: {np.mean(returns):.2f}.\n"
             f"Model: {os.path.join(run_folder, 'model.zip')}\nLearning curve: {png}"
         )
     if distributed:

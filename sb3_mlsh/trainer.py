@@ -100,12 +100,12 @@ class MLSHMetaTrainer:
         """Number of task groups G."""
         return len(self.groups)
 
-    def fix_task(self, task: Any, phase: str = WARMUP) -> None:
+    def fix_task(self, task: Any, phase: str | None = WARMUP) -> None:
         """
         Transfer mode: every group keeps ``task`` forever, in the given phase (``"warmup"``: frozen sub-policies).
 
         :param task: The task.
-        :param phase: ``"warmup"`` or ``"joint"``.
+        :param phase: ``"warmup"``, ``"joint"``, or None: each group's own schedule (W warmup iterations, then joint).
         """
         self.fixed_task = task
         self.fixed_phase = phase

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch as th
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import configure
 from toy_envs import MultiDiscreteActionEnv, NaNRewardEnv, NoProtocolEnv, SpaceShiftEnv, ToyTaskEnv, make_toy
 
@@ -225,3 +225,25 @@ def test_subprocess_envs_receive_their_tasks():
         assert model.iteration == 3
     finally:
         model.env.close()
+
+
+def test_learn_runs_on_one_torch_thread_and_restores_the_setting():
+    seen = []
+
+    class ThreadProbe(BaseCallback):
+        def _on_step(self) -> bool:
+            seen.append(th.get_num_threads())
+            return True
+
+    before = th.get_num_threads()
+    th.set_num_threads(2)
+    try:
+        small_model().learn(32, callback=ThreadProbe())
+        assert set(seen) == {1} and th.get_num_threads() == 2
+        seen.clear()
+        small_model(torch_threads=None).learn(32, callback=ThreadProbe())
+        assert set(seen) == {2}
+        with pytest.raises(ValueError, match="torch_threads must be a positive integer or None"):
+            small_model(torch_threads=0)
+    finally:
+        th.set_num_threads(before)

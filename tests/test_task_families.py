@@ -27,20 +27,28 @@ from mlsh_envs import (
 EPISODE_STEPS = {
     "mlsh/KeyDoor-v0": 100,
     "mlsh/FourRooms-v0": 100,
+    "mlsh/FourRoomsAllGoals-v0": 100,
     "mlsh/AntTwowalk-v0": 1000,
     "mlsh/AntMaze-v0": 1000,
     "mlsh/AntObstacleCourse-v0": 2000,
     "mlsh/HumanoidWalkCrawl-v0": 1000,
 }
 ENV_IDS = tuple(EPISODE_STEPS)
-GRID_IDS = ("mlsh/KeyDoor-v0", "mlsh/FourRooms-v0")
-MUJOCO_IDS = ENV_IDS[2:]
+GRID_IDS = ("mlsh/KeyDoor-v0", "mlsh/FourRooms-v0", "mlsh/FourRoomsAllGoals-v0")
+MUJOCO_IDS = tuple(env_id for env_id in ENV_IDS if env_id not in GRID_IDS)
 #: Families whose distribution has more than two tasks, so that train and test are disjoint subsets.
-SPLIT_IDS = ("mlsh/FourRooms-v0", "mlsh/AntMaze-v0", "mlsh/AntObstacleCourse-v0", "mlsh/HumanoidWalkCrawl-v0")
+SPLIT_IDS = (
+    "mlsh/FourRooms-v0",
+    "mlsh/FourRoomsAllGoals-v0",
+    "mlsh/AntMaze-v0",
+    "mlsh/AntObstacleCourse-v0",
+    "mlsh/HumanoidWalkCrawl-v0",
+)
 #: Something that is not a task of the family.
 BAD_TASKS = {
     "mlsh/KeyDoor-v0": [2, -1, "0"],
     "mlsh/FourRooms-v0": [(0, 0), (7, 9, 1), 5, "a", (1.5, 1)],
+    "mlsh/FourRoomsAllGoals-v0": [(0, 0), (7, 9, 1), 5, "a", (1.5, 1)],
     "mlsh/AntTwowalk-v0": [2, (5, 0), None],
     "mlsh/AntMaze-v0": [6, -1, True, 1.0],
     "mlsh/AntObstacleCourse-v0": [6, -1, "1"],
@@ -180,9 +188,9 @@ def test_keydoor_tasks_differ_and_oracle():
 
 
 def test_fourrooms_layout_tasks_differ_and_oracle():
-    env = gym.make("mlsh/FourRooms-v0").unwrapped
+    env = gym.make("mlsh/FourRoomsAllGoals-v0").unwrapped
     assert env.n_cells == 104 and env.observation_space.shape == (104,)
-    assert len(env.test_goals) == 21 and not set(env.test_goals) & set(env.train_goals)
+    assert len(env.test_goals) == 20 and not set(env.test_goals) & set(env.train_goals)
     obs, _ = env.reset(seed=0)
     assert obs.sum() == 1.0 and env.cells[int(np.argmax(obs))] == FourRoomsEnv.START
     goal_a, goal_b = (3, 9), (10, 3)
@@ -387,3 +395,42 @@ def test_models_are_built_once():
             env.reset(seed=task)
         assert getattr(env, "model", None) is model
     assert isinstance(AntMazeEnv().model, mujoco.MjModel)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "n_train", "n_test"), [("mlsh/FourRooms-v0", 17, 4), ("mlsh/FourRoomsAllGoals-v0", 83, 20)]
+)
+def test_fourrooms_splits_are_disjoint_and_never_the_start(env_id, n_train, n_test):
+    env = gym.make(env_id).unwrapped
+    train, test = set(env.train_goals), set(env.test_goals)
+    assert (len(train), len(test)) == (n_train, n_test) and not train & test
+    assert FourRoomsEnv.START not in train | test
+    drawn = {split: set(map(tuple, env.sample_tasks(2000, split=split))) for split in ("train", "test", None)}
+    assert drawn == {"train": train, "test": test, None: train | test}
+    assert all(env.walls[cell] == 0 for cell in train | test)
+
+
+def test_fourrooms_paper_goals_are_the_south_east_room_and_its_hallway():
+    env = gym.make("mlsh/FourRooms-v0").unwrapped
+    goals = set(env.train_goals) | set(env.test_goals)
+    room = {(row, col) for row in range(8, 12) for col in range(7, 12)}
+    assert goals == room | {(10, 6)}
+    # The held-out goals lie inside the room itself, not in the hallway.
+    assert set(env.test_goals) <= room
+
+
+def test_fourrooms_slip_rules():
+    # "after": the move happens, then the slip; "replace": the slip instead of the move. From the start (7, 9), a move
+    # up reaches (6, 9); a slip after it lands on a neighbour of (6, 9), a slip instead on a neighbour of (7, 9).
+    for rule, origin in (("after", (6, 9)), ("replace", (7, 9))):
+        env = FourRoomsEnv(slip_prob=1.0, slip_rule=rule)
+        landed = set()
+        for seed in range(40):
+            env.reset(seed=seed)
+            env.step(0)
+            landed.add(env.cells[env.agent])
+        assert all(abs(r - origin[0]) + abs(c - origin[1]) == 1 for r, c in landed), (rule, landed)
+    with pytest.raises(ValueError, match="slip_rule must be"):
+        FourRoomsEnv(slip_rule="before")
+    with pytest.raises(ValueError, match="goals must be"):
+        FourRoomsEnv(goals="north")

@@ -1,0 +1,144 @@
+"""Per-level observations: the part of the env observation that the sub-policies see (the master sees all of it)."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+__all__ = ["ObsExclude", "SubPolicyView"]
+
+#: What the sub-policies do not see: for a Box observation, indices into its flattened form; for a Dict observation,
+#: keys to drop whole, or a mapping from key to indices into that key's flattened Box.
+ObsExclude = Sequence[int] | Sequence[str] | Mapping[str, Sequence[int]] | None
+
+Obs = np.ndarray | dict[str, np.ndarray]
+
+
+def _checked_indices(indices: Any, size: int, where: str) -> np.ndarray:
+    """
+    :param indices: Indices to exclude.
+    :param size: Length of the flattened observation they index.
+    :param where: What they index, for error messages.
+    :return: The sorted indices that remain.
+    """
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence | np.ndarray):
+        raise ValueError(f"subpolicy_obs_exclude for {where} must be a list of indices, got {indices!r}.")
+    excluded = []
+    for index in indices:
+        if isinstance(index, bool) or not isinstance(index, int | np.integer):
+            raise ValueError(f"subpolicy_obs_exclude for {where}: {index!r} is not an integer index.")
+        if not -size <= index < size:
+            raise ValueError(
+                f"subpolicy_obs_exclude for {where}: index {index} is out of range for {size} entries "
+                f"(valid: 0 to {size - 1}, or negative from the end)."
+            )
+        excluded.append(int(index) % size)
+    if len(set(excluded)) != len(excluded):
+        raise ValueError(f"subpolicy_obs_exclude for {where} names an index twice: {list(indices)}.")
+    kept = np.setdiff1d(np.arange(size), excluded)
+    if len(kept) == 0:
+        raise ValueError(f"subpolicy_obs_exclude hides all {size} entries of {where}: the sub-policies would see nothing.")
+    return kept
+
+
+def _box_subset(space: spaces.Box, kept: np.ndarray) -> spaces.Box:
+    return spaces.Box(space.low.reshape(-1)[kept], space.high.reshape(-1)[kept], dtype=space.dtype)  # type: ignore[arg-type]
+
+
+class SubPolicyView:
+    """
+    The sub-policies' view of the env observation: all of it (the paper's MLSH), or all but some entries, e.g. the
+    torso's x and y of an Ant, so that the skills learn body-centric movement ("walk up") rather than places ("go to
+    (5, 0)"), while the master still sees where the agent is. The sub-policy learner's observation is this view plus
+    the one-hot master choice.
+
+    :param observation_space: The env's observation space (``Box`` or ``Dict``).
+    :param exclude: What the sub-policies do not see: for a Box, indices into the flattened observation
+        (e.g. ``[0, 1]``); for a Dict, keys to drop (``["goal"]``) or a mapping from key to indices into that key's
+        flattened Box (``{"state": [0, 1]}``). None: the sub-policies see everything.
+    """
+
+    def __init__(self, observation_space: spaces.Space, exclude: ObsExclude = None) -> None:
+        self.observation_space = observation_space
+        self.exclude = exclude
+        #: Box: the kept flat indices (None: all). Dict: key -> kept flat indices (None: the key whole).
+        self._kept: np.ndarray | None = None
+        self._kept_keys: dict[str, np.ndarray | None] = {}
+        if isinstance(observation_space, spaces.Dict):
+            self.space: spaces.Space = self._dict_view(observation_space, exclude)
+        elif exclude is None or (isinstance(exclude, Sequence) and len(exclude) == 0):
+            self.space = observation_space
+        elif isinstance(observation_space, spaces.Box):
+            if isinstance(exclude, Mapping):
+                raise ValueError(
+                    "subpolicy_obs_exclude is a mapping of keys, but the observation is a Box: give a list of indices "
+                    f"into its {int(np.prod(observation_space.shape))} flattened entries, e.g. [0, 1]."
+                )
+            self._kept = _checked_indices(exclude, int(np.prod(observation_space.shape)), "the Box observation")
+            self.space = _box_subset(observation_space, self._kept)
+        else:
+            raise TypeError(f"subpolicy_obs_exclude needs a Box or Dict observation space, got {observation_space}.")
+
+    def _dict_view(self, observation_space: spaces.Dict, exclude: ObsExclude) -> spaces.Dict:
+        if exclude is None:
+            self._kept_keys = dict.fromkeys(observation_space.spaces)
+            return observation_space
+        if isinstance(exclude, Mapping):
+            per_key = dict(exclude)
+        elif isinstance(exclude, Sequence) and not isinstance(exclude, str) and all(isinstance(k, str) for k in exclude):
+            per_key = dict.fromkeys(exclude)
+        else:
+            raise ValueError(
+                f"subpolicy_obs_exclude for a Dict observation is a list of keys or a mapping {{key: indices}}, got "
+                f"{exclude!r}. Keys: {sorted(observation_space.spaces)}."
+            )
+        unknown = sorted(set(per_key) - set(observation_space.spaces))
+        if unknown:
+            raise ValueError(
+                f"subpolicy_obs_exclude names keys {unknown} that the observation does not have; its keys are "
+                f"{sorted(observation_space.spaces)}."
+            )
+        subspaces: dict[str, spaces.Space] = {}
+        for key, space in observation_space.spaces.items():
+            if key not in per_key:
+                self._kept_keys[key] = None
+                subspaces[key] = space
+            elif per_key[key] is None:
+                continue
+            elif isinstance(space, spaces.Box):
+                kept = _checked_indices(per_key[key], int(np.prod(space.shape)), f"key {key!r}")
+                self._kept_keys[key] = kept
+                subspaces[key] = _box_subset(space, kept)
+            else:
+                raise ValueError(
+                    f"subpolicy_obs_exclude gives indices for key {key!r}, whose space {space} is not a Box: drop the "
+                    "key whole (list it by name) instead."
+                )
+        if not subspaces:
+            raise ValueError("subpolicy_obs_exclude hides every key of the observation: the sub-policies would see nothing.")
+        return spaces.Dict(subspaces)
+
+    @property
+    def is_identity(self) -> bool:
+        """Whether the sub-policies see the whole observation."""
+        return self.space is self.observation_space
+
+    def __call__(self, obs: Obs) -> Obs:
+        """
+        :param obs: A batch of env observations (leading axis: the batch).
+        :return: The batch as the sub-policies see it (before the one-hot choice is appended).
+        """
+        if self.is_identity:
+            return obs
+        if isinstance(obs, dict):
+            view = {}
+            for key, kept in self._kept_keys.items():
+                value = np.asarray(obs[key])
+                view[key] = value if kept is None else value.reshape(len(value), -1)[:, kept]
+            return view
+        batch = np.asarray(obs)
+        return batch.reshape(len(batch), -1)[:, self._kept]
+
+    def __repr__(self) -> str:
+        return f"SubPolicyView(exclude={self.exclude!r})"
