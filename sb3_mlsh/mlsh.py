@@ -9,7 +9,6 @@ import sys
 import tempfile
 import time
 import warnings
-import zipfile
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -25,7 +24,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
+from stable_baselines3.common.save_util import save_to_zip_file
 from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import safe_mean
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
@@ -35,6 +34,7 @@ from sb3_mlsh.normalization import RewardScaler
 from sb3_mlsh.observation import ObsExclude, SubPolicyView
 from sb3_mlsh.policies import SubPolicyBankPolicy, subpolicy_observation_space
 from sb3_mlsh.rollout import NonFiniteError, RolloutResult, TwoLevelCollector, _all_finite
+from sb3_mlsh.serialization import ModelFileError, UntrustedValueError, decode, encode, read_model_zip
 from sb3_mlsh.tasks import TaskProtocolError, TaskSampler, as_task_sampler
 from sb3_mlsh.trainer import JOINT, WARMUP, MLSHMetaTrainer
 
@@ -43,7 +43,8 @@ __all__ = ["MLSH", "ModelFileError"]
 SelfMLSH = TypeVar("SelfMLSH", bound="MLSH")
 
 #: Written into every saved model; a zip without it is not an sb3-mlsh model.
-FORMAT_VERSION = 1
+#: 2: every entry JSON or a weights-only tensor file (sb3_mlsh.serialization); 1 (sb3-mlsh <= 0.3): SB3's pickles.
+FORMAT_VERSION = 2
 
 MASTER_DEFAULTS: dict[str, Any] = dict(
     learning_rate=0.01, n_epochs=10, batch_size=64, gamma=0.99, gae_lambda=0.98, clip_range=0.2, ent_coef=0.0
@@ -90,10 +91,6 @@ def _max_episode_steps(env: gym.Env) -> int | None:
             return int(env._max_episode_steps)
         env = env.env
     return None
-
-
-class ModelFileError(ValueError):
-    """Raised when a file is not a readable sb3-mlsh model."""
 
 
 class _PrefixedLogger(Logger):
@@ -932,9 +929,7 @@ class MLSH(BaseAlgorithm):
         :raises ModelFileError: when the parameters do not fit this model's architecture.
         """
         params = (
-            load_path_or_dict
-            if isinstance(load_path_or_dict, dict)
-            else load_from_zip_file(load_path_or_dict, device=device)[1]
+            load_path_or_dict if isinstance(load_path_or_dict, dict) else read_model_zip(load_path_or_dict, device=device)[1]
         )
         try:
             self.policy.load_state_dict(params["subpolicies"])
@@ -1019,6 +1014,8 @@ class MLSH(BaseAlgorithm):
             if gathered is None:  # not rank 0: it has sent its share
                 return
             data, params = gathered
+        # JSON only (see sb3_mlsh.serialization): loading the file runs no code from it.
+        data = {key: encode(value, key) for key, value in data.items()}
         if isinstance(path, io.BufferedIOBase):
             save_to_zip_file(path, data=data, params=params, pytorch_variables=pytorch_variables)
             return
@@ -1045,14 +1042,21 @@ class MLSH(BaseAlgorithm):
         path: str | pathlib.Path | io.BufferedIOBase,
         task_sampler: TaskSampler | str | Callable[[], gym.Env] | None = None,
         device: th.device | str = "auto",
+        trusted: bool = False,
+        env: Any = None,
         **kwargs: Any,
     ) -> "MLSH":
         """
-        Load a model saved by :meth:`save`.
+        Load a model saved by :meth:`save`. Loading runs no code from the file: a model file is JSON and tensors
+        (:mod:`sb3_mlsh.serialization`). Only values that have no such form, a task sampler built from your own env
+        factory or a learning rate given as your own function, are stored pickled; give them again (``task_sampler=``,
+        ``subpolicy_kwargs=``, ...) or, for a file you trust, pass ``trusted=True``.
 
         :param path: The zip file.
         :param task_sampler: Task sampler for the loaded model (default: the one it was trained with).
         :param device: Torch device.
+        :param trusted: Unpickle the values stored pickled (this runs code from the file: only for files you trust).
+        :param env: SB3's name for ``task_sampler``: an env id or an env factory (MLSH builds its own VecEnv).
         :param kwargs: Override constructor arguments (e.g. ``n_envs``, ``verbose``, ``tensorboard_log``). With another
             ``task_groups`` than saved, only the sub-policies are loaded (fresh masters and schedule, as for transfer).
             A model saved by a distributed run opens in one process with all its task groups and its total env count;
@@ -1060,22 +1064,49 @@ class MLSH(BaseAlgorithm):
             saved.
         :return: The model, ready to ``predict``, ``adapt`` or continue to ``learn``.
         """
+        if env is not None:
+            if task_sampler is not None:
+                raise TypeError("Give the task sampler once: task_sampler= or its SB3 name env=, not both.")
+            if isinstance(env, (VecEnv, gym.Env)):
+                raise TypeError(
+                    "MLSH builds its own VecEnv (one per task group's tasks), so load(env=...) takes what builds the envs: "
+                    f"an env id or an env factory, or a TaskSampler as task_sampler=..., not a {type(env).__name__}."
+                )
+            task_sampler = env
         try:
-            data, params, pytorch_variables = load_from_zip_file(path, device=device, print_system_info=False)
-        except (ValueError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError) as error:
+            raw, params, pytorch_variables = read_model_zip(path, device=device)
+        except FileNotFoundError:
+            raise
+        except ModelFileError as error:
+            raise ModelFileError(f"{error}; use an earlier checkpoint, or save the model again.") from error
+        if raw.get("mlsh_format_version") is None:
             raise ModelFileError(
-                f"{path} is not a readable sb3-mlsh model ({error}). The file is truncated or corrupt: load an earlier "
-                "checkpoint, or save the model again."
-            ) from error
-        if not data or data.get("mlsh_format_version") is None:
-            raise ModelFileError(
-                f"{path} is not an sb3-mlsh model (no mlsh_format_version in it): it may be a model of another algorithm, "
+                f"{path} is not an sb3-mlsh model (no mlsh_format_version in it): it is a model of another algorithm, "
                 "which its own class loads (e.g. stable_baselines3.PPO.load)."
             )
-        if data["mlsh_format_version"] > FORMAT_VERSION:
+        if raw["mlsh_format_version"] > FORMAT_VERSION:
             raise ModelFileError(
-                f"{path} was saved by a newer sb3-mlsh (format {data['mlsh_format_version']}); upgrade sb3-mlsh."
+                f"{path} was saved by a newer sb3-mlsh (format {raw['mlsh_format_version']}); upgrade sb3-mlsh."
             )
+        try:
+            data = {
+                key: decode(value, key, trusted) for key, value in raw.items() if key not in ("init_kwargs", "task_sampler")
+            }
+            # Overridden arguments and a given task sampler are not decoded: a pickled value that is replaced never loads.
+            saved_kwargs = raw["init_kwargs"]
+            if ":serialized:" in saved_kwargs:  # format 1: the whole mapping pickled by SB3
+                saved_kwargs = decode(saved_kwargs, "init_kwargs", trusted)
+            data["init_kwargs"] = {
+                key: decode(value, f"init_kwargs.{key}", trusted) for key, value in saved_kwargs.items() if key not in kwargs
+            }
+            data["task_sampler"] = None if task_sampler is not None else decode(raw["task_sampler"], "task_sampler", trusted)
+        except UntrustedValueError:
+            if raw["mlsh_format_version"] < 2:
+                raise ModelFileError(
+                    f"{path} was saved by sb3-mlsh 0.3 or earlier, whose files hold pickles that run code when loaded. "
+                    "Load it once with MLSH.load(path, trusted=True), only if you trust the file, and save it again."
+                ) from None
+            raise
         init_kwargs = {**data["init_kwargs"], **kwargs}
         saved_distributed = data.get("distributed")
         distributed = _distributed_requested(kwargs.get("distributed"))
@@ -1095,7 +1126,7 @@ class MLSH(BaseAlgorithm):
                     "Sub-policies transfer only between families with the same spaces (e.g. AntTwowalk to "
                     "AntObstacleCourse): pass a task sampler of such a family, or none to keep the saved one."
                 )
-        same_groups = model.task_groups == data["init_kwargs"]["task_groups"]
+        same_groups = model.task_groups == saved_kwargs["task_groups"]
         if not same_groups:
             # A different number of task groups (e.g. one group for transfer) keeps the sub-policies only:
             # the masters and the task schedule start afresh.

@@ -40,7 +40,7 @@ def test_save_load_predicts_identically_and_training_continues(tmp_path):
     path = tmp_path / "mlsh_model"
     model.save(path)
     assert (tmp_path / "mlsh_model.zip").exists()
-    loaded = MLSH.load(path)
+    loaded = MLSH.load(path, make_toy())  # an env factory is not stored safely: give it again
     for expected, got in zip(rollout_actions(model), rollout_actions(loaded)):
         np.testing.assert_array_equal(expected, got)
     assert loaded.num_timesteps == model.num_timesteps == 96
@@ -50,7 +50,7 @@ def test_save_load_predicts_identically_and_training_continues(tmp_path):
     buffer = io.BytesIO()
     loaded.save(buffer)
     buffer.seek(0)
-    assert MLSH.load(buffer).num_timesteps == 160
+    assert MLSH.load(buffer, make_toy()).num_timesteps == 160
 
 
 def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
@@ -89,6 +89,12 @@ def test_loading_a_corrupt_or_foreign_file_names_the_fix(tmp_path):
     truncated.write_bytes((tmp_path / "good.zip").read_bytes()[:500])
     with pytest.raises(ModelFileError, match="truncated or corrupt"):
         MLSH.load(truncated)
+    # Wherever the file is cut, the error says so (never "another algorithm's file").
+    good = (tmp_path / "good.zip").read_bytes()
+    for cut in np.linspace(1, len(good) - 1, 40).astype(int):
+        truncated.write_bytes(good[:cut])
+        with pytest.raises(ModelFileError, match="truncated or corrupt"):
+            MLSH.load(truncated, make_toy())
     ppo = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16)
     ppo.save(tmp_path / "ppo.zip")
     with pytest.raises(ModelFileError, match="not an sb3-mlsh model"):
@@ -173,8 +179,8 @@ def test_checkpoint_callback_and_progress_bar(tmp_path):
     checkpoints = sorted(p.name for p in tmp_path.glob("mlsh_*_steps.zip"))
     assert checkpoints == ["mlsh_128_steps.zip", "mlsh_32_steps.zip", "mlsh_64_steps.zip", "mlsh_96_steps.zip"]
     # A checkpoint taken during an iteration holds the end of the last completed one.
-    assert MLSH.load(tmp_path / "mlsh_64_steps.zip").num_timesteps == 32
-    assert MLSH.load(tmp_path / "mlsh_128_steps.zip").num_timesteps == 96
+    assert MLSH.load(tmp_path / "mlsh_64_steps.zip", make_toy()).num_timesteps == 32
+    assert MLSH.load(tmp_path / "mlsh_128_steps.zip", make_toy()).num_timesteps == 96
 
 
 def test_macro_action_wrapper_runs_a_subpolicy_for_n_steps_and_trains_a_stock_ppo_master():
@@ -212,7 +218,7 @@ def test_env_id_string_is_accepted_as_task_sampler():
 def test_loading_parameters_of_another_architecture_names_the_fix(tmp_path):
     small_model(n_subpolicies=2).save(tmp_path / "k2.zip")
     with pytest.raises(ModelFileError, match="do not fit this model"):
-        MLSH.load(tmp_path / "k2.zip", n_subpolicies=3)
+        MLSH.load(tmp_path / "k2.zip", make_toy(), n_subpolicies=3)
 
 
 def test_subprocess_envs_receive_their_tasks():

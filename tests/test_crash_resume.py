@@ -151,7 +151,7 @@ def test_save_load_then_learn_continues_the_schedule_of_an_uninterrupted_run(tmp
     # Disturb every generator: load must restore them.
     th.manual_seed(123)
     np.random.seed(123)
-    second = MLSH.load(tmp_path / "half.zip")
+    second = MLSH.load(tmp_path / "half.zip", make_toy())
 
     loaded_params = _flatten(second.get_parameters())  # sub-policies, masters and all their optimizers
     assert loaded_params.keys() == saved_params.keys()

@@ -114,7 +114,7 @@ def test_four_groups_over_two_processes_each_hosting_two(two_process_run):
     assert {**ranks[0][0]["warmup_lengths"], **ranks[1][0]["warmup_lengths"]} == {0: 1, 1: 1, 2: 2, 3: 3}
     final = {**ranks[0][-1]["masters"], **ranks[1][-1]["masters"]}
     assert all(not th.equal(final[a], final[b]) for a in range(4) for b in range(a))
-    model = MLSH.load(out / "G4.zip")
+    model = MLSH.load(out / "G4.zip", make_toy())
     assert model.task_groups == 4 and model.n_envs == 4
     for index, group in enumerate(model.trainer.groups):
         assert th.equal(th.nn.utils.parameters_to_vector(group.master.policy.parameters()), final[index])
@@ -122,7 +122,7 @@ def test_four_groups_over_two_processes_each_hosting_two(two_process_run):
 
 def test_saved_model_loads_and_predicts_in_one_process(two_process_run):
     out, records = two_process_run
-    model = MLSH.load(out / "G2.zip")
+    model = MLSH.load(out / "G2.zip", make_toy())
     assert model._dist is None
     assert model.task_groups == 2 and model.n_envs == 4  # all groups, and the envs of both processes
     assert th.equal(model.policy.theta, records[2][0][-1]["theta"])

@@ -81,7 +81,7 @@ def test_skill_diversity_saves_loads_and_logs(tmp_path):
     assert set(model._discriminator_stats) == {"loss", "accuracy"}
     before = [p.detach().clone() for p in model.discriminator.parameters()]
     model.save(tmp_path / "model.zip")
-    loaded = MLSH.load(tmp_path / "model.zip")
+    loaded = MLSH.load(tmp_path / "model.zip", make_toy(dict_obs=True))
     assert loaded.skill_diversity == 0.2 and loaded.discriminator.net[0].out_features == 8
     for saved, restored in zip(before, loaded.discriminator.parameters(), strict=True):
         assert th.equal(saved, restored)

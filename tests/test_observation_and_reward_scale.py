@@ -71,7 +71,7 @@ def test_subpolicies_see_the_view_and_the_master_everything(tmp_path):
         assert model.subpolicy_predict(obs, k, deterministic=True) == model.subpolicy_predict(moved, k, deterministic=True)
     path = tmp_path / "view.zip"
     model.save(path)
-    loaded = MLSH.load(path, device="cpu")
+    loaded = MLSH.load(path, make_toy(), device="cpu")
     assert loaded.subpolicy_obs_exclude == [0, 1]
     for k in range(2):
         assert loaded.subpolicy_predict(obs, k, deterministic=True) == model.subpolicy_predict(obs, k, deterministic=True)

@@ -62,7 +62,7 @@ def test_checkpoints_hold_exactly_the_steps_in_their_name(tmp_path):
     ]
     for name in os.listdir(tmp_path):
         steps = int(name.split("_")[1])
-        loaded = MLSH.load(tmp_path / name)
+        loaded = MLSH.load(tmp_path / name, make_toy())
         assert loaded.num_timesteps == steps and loaded.iteration == steps // 16
 
 
@@ -152,3 +152,46 @@ def test_cli_inputs_get_one_error_line_and_exit_2(tmp_path, argv, message):
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "mlsh")  # nothing written by a failed start
+
+
+def _tampered(path, tmp_path, entry: str, payload: bytes):
+    """A copy of the model at ``path`` with ``entry`` replaced by ``payload``."""
+    import zipfile
+
+    out = tmp_path / f"tampered_{entry.replace('.', '_')}.zip"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(out, "w") as target:
+        for name in source.namelist():
+            target.writestr(name, payload if name == entry else source.read(name))
+    return out
+
+
+@pytest.mark.parametrize("entry", ["data", "subpolicies.pth"])
+def test_a_malicious_model_file_runs_nothing(tmp_path, entry):
+    import base64
+    import json
+    import pickle
+    import zipfile
+
+    model = MLSH("MlpPolicy", ENV_ID, n_envs=2, n_steps=16, seed=0)
+    path = tmp_path / "model.zip"
+    model.save(path)
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    if entry == "data":  # SB3's format for a pickled entry, as an attacker would write it
+        data = json.loads(zipfile.ZipFile(path).read("data"))
+        data["task_sampler"] = {":type:": "TaskSampler", ":serialized:": base64.b64encode(pickle.dumps(Exploit())).decode()}
+        payload = json.dumps(data).encode()
+    else:
+        payload = pickle.dumps(Exploit())
+    tampered = _tampered(path, tmp_path, entry, payload)
+    with pytest.raises(ValueError, match="run code|truncated or corrupt"):
+        MLSH.load(tampered)
+    assert not marker.exists()
+    # The safe parts still load when the pickled one is given again.
+    if entry == "data":
+        assert MLSH.load(tampered, task_sampler=ENV_ID).num_timesteps == 0
+        assert not marker.exists()
