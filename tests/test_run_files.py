@@ -188,7 +188,7 @@ def test_a_malicious_model_file_runs_nothing(tmp_path, entry):
     else:
         payload = pickle.dumps(Exploit())
     tampered = _tampered(path, tmp_path, entry, payload)
-    with pytest.raises(ValueError, match="run code|truncated or corrupt"):
+    with pytest.raises(ValueError, match=r"run code"):
         MLSH.load(tampered)
     assert not marker.exists()
     # The safe parts still load when the pickled one is given again.
