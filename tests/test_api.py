@@ -251,5 +251,31 @@ def test_learn_runs_on_one_torch_thread_and_restores_the_setting():
         assert set(seen) == {2}
         with pytest.raises(ValueError, match="torch_threads must be a positive integer or None"):
             small_model(torch_threads=0)
+        with pytest.raises(ValueError, match="normalize_reward must be True or False"):
+            small_model(normalize_reward="yes")
     finally:
         th.set_num_threads(before)
+
+
+def test_untrusted_pickled_values_are_not_restored(tmp_path):
+    from sb3_mlsh.serialization import UntrustedValueError
+
+    model = small_model(subpolicy_kwargs=dict(learning_rate=lambda progress: 1e-3 * progress))
+    model.save(tmp_path / "own.zip")
+    # The env factory and the learning-rate function have no safe form: each is named, with the fix.
+    with pytest.raises(UntrustedValueError, match=r"subpolicy_kwargs.learning_rate .*MLSH.load\(path, subpolicy_kwargs="):
+        MLSH.load(tmp_path / "own.zip")
+    with pytest.raises(UntrustedValueError, match=r"task_sampler is a pickled .*MLSH.load\(path, task_sampler=...\)"):
+        MLSH.load(tmp_path / "own.zip", subpolicy_kwargs=dict(learning_rate=3e-4))
+    assert MLSH.load(tmp_path / "own.zip", make_toy(), subpolicy_kwargs=dict(learning_rate=3e-4)).num_timesteps == 0
+    trusted = MLSH.load(tmp_path / "own.zip", trusted=True)
+    assert trusted.subpolicy_kwargs["learning_rate"](0.5) == pytest.approx(5e-4)
+    assert MLSH.load(tmp_path / "own.zip", env=make_toy(), trusted=True).num_timesteps == 0
+    with pytest.raises(TypeError, match="MLSH builds its own VecEnv"):
+        MLSH.load(tmp_path / "own.zip", env=model.env)
+    # Files of 0.3 and earlier are SB3's pickles: refused with the way to convert them.
+    from stable_baselines3.common.save_util import save_to_zip_file
+
+    save_to_zip_file(tmp_path / "old.zip", data={"mlsh_format_version": 1, "init_kwargs": {"f": lambda: 0}}, params={})
+    with pytest.raises(ModelFileError, match=r"0\.3 or earlier.*trusted=True"):
+        MLSH.load(tmp_path / "old.zip")

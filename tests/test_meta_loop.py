@@ -145,3 +145,20 @@ def test_subpolicy_usage_is_logged_per_iteration():
     model.learn(2 * model.n_envs * model.n_steps)
     usage = np.array(model.iteration_log[-1]["subpolicy_usage"])
     assert usage.shape == (3,) and usage.sum() == pytest.approx(1.0)
+
+
+def test_paper_fine_tuning_freezes_w_iterations_then_learns():
+    model = make_model(warmup_iterations=2, joint_iterations=1)
+    model.learn(3 * model.n_envs * model.n_steps)
+    frozen = subpolicy_vectors(model)
+    steps = model.n_envs * model.n_steps
+    model.adapt(2, total_timesteps=2 * steps, update_subpolicies="after_warmup")
+    assert all(th.equal(a, b) for a, b in zip(frozen, subpolicy_vectors(model)))  # W = 2 warmup iterations
+    assert [entry["joint_groups"] for entry in model.iteration_log] == [0, 0]
+    model.adapt(2, total_timesteps=6 * steps, update_subpolicies="after_warmup")
+    # The task never ends in transfer: after W warmup iterations every later one is joint (beyond W + U = 3).
+    assert [entry["joint_groups"] for entry in model.iteration_log] == [0, 0, 1, 1, 1, 1]
+    assert model.env.env_method("get_task") == [2, 2]
+    assert not all(th.equal(a, b) for a, b in zip(frozen, subpolicy_vectors(model)))
+    with pytest.raises(ValueError, match="False, True or 'after_warmup'"):
+        model.adapt(2, total_timesteps=steps, update_subpolicies="later")
