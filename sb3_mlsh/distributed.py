@@ -466,6 +466,8 @@ class DistributedSubPolicyOptimizer(SubPolicyOptimizer):
             size = param[0].numel()
             param.grad = mean[:, offset : offset + size].reshape(param.shape)
             offset += size
+        if self.before_step is not None:  # on the averaged gradients: every process decides alike
+            self.before_step(self.stacked_parameters)
         # The global counts: share-scaled steps then see the pooled minibatch of all processes.
         self._step_subpolicies(totals.cpu().numpy())
 

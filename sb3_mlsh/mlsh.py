@@ -29,6 +29,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import safe_mean
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
+from sb3_mlsh.checks import check_finite_gradients, guard_optimizer
 from sb3_mlsh.diversity import SkillDiscriminator
 from sb3_mlsh.normalization import RewardScaler
 from sb3_mlsh.observation import ObsExclude, SubPolicyView
@@ -485,6 +486,7 @@ class MLSH(BaseAlgorithm):
         master = self._make_learner(
             master_policy, self.observation_space, spaces.Discrete(self.n_subpolicies), self.n_steps, 1, kwargs
         )
+        guard_optimizer(master.policy.optimizer, "master", self._training_iteration)
         if shared:
             from sb3_mlsh.distributed import MasterGradientAverager
 
@@ -493,11 +495,14 @@ class MLSH(BaseAlgorithm):
             )
         return master
 
-    @staticmethod
-    def _reset_master(master: PPO) -> None:
+    def _reset_master(self, master: PPO) -> None:
         master.policy = master.policy_class(  # type: ignore[assignment]
             master.observation_space, master.action_space, master.lr_schedule, use_sde=master.use_sde, **master.policy_kwargs
         ).to(master.device)
+        guard_optimizer(master.policy.optimizer, "master", self._training_iteration)
+
+    def _training_iteration(self) -> int:
+        return self.iteration
 
     def _setup_model(self) -> None:
         self._setup_lr_schedule()
@@ -516,6 +521,9 @@ class MLSH(BaseAlgorithm):
             subpolicy_kwargs,
         )
         self.policy = self.subpolicy_learner.policy
+        self.policy.optimizer.before_step = lambda parameters: check_finite_gradients(  # type: ignore[union-attr]
+            parameters, "sub-policies", self.iteration
+        )
         self.discriminator: SkillDiscriminator | None = None
         self._discriminator_stats: dict[str, float] = {}
         if self.skill_diversity > 0:

@@ -230,6 +230,8 @@ class SubPolicyOptimizer:
         self.n_subpolicies = stacked_parameters[0].shape[0]
         self.aliases = [[nn.Parameter(p.data[k]) for p in stacked_parameters] for k in range(self.n_subpolicies)]
         self.optimizer = optimizer_class([{"params": aliases} for aliases in self.aliases], lr=lr, **optimizer_kwargs)
+        #: Called with the stacked parameters before each step (e.g. a finiteness check that may refuse it).
+        self.before_step: Callable[[list[th.Tensor]], None] | None = None
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
@@ -250,6 +252,8 @@ class SubPolicyOptimizer:
 
     def step(self) -> None:
         """Clip and step each sub-policy that had samples in the last minibatch; leave the others untouched."""
+        if self.before_step is not None:
+            self.before_step(self.stacked_parameters)
         self._step_subpolicies(self.sample_counts())
 
     def _step_subpolicies(self, counts: np.ndarray) -> None:

@@ -267,10 +267,22 @@ class TwoLevelCollector:
         return master.policy.predict_values(obs_as_tensor(obs, master.device)).flatten().cpu().numpy()
 
     def _raise_non_finite(self, what: str, step: int, env_index: int) -> None:
+        wrapper = "TransformReward" if what == "reward" else "TransformObservation (or ClipObservation)"
         raise NonFiniteError(
             f"Env {env_index} returned a non-finite {what} (NaN or inf) at rollout step {step}. MLSH cannot learn from it: "
-            "fix the env, or clip/sanitise its outputs with a wrapper (e.g. gymnasium.wrappers.TransformReward)."
+            f"fix the env, or clip/sanitise its outputs with a wrapper (e.g. gymnasium.wrappers.{wrapper})."
         )
+
+    def _check_step(self, step: int, rewards: np.ndarray, new_obs: Obs, dones: np.ndarray, infos: list[dict]) -> None:
+        if not np.isfinite(rewards).all():
+            self._raise_non_finite("reward", step, int(np.flatnonzero(~np.isfinite(rewards))[0]))
+        if not _all_finite(new_obs):
+            first = next(i for i in range(len(rewards)) if not _all_finite(_index_obs(new_obs, np.array([i]))))
+            self._raise_non_finite("observation", step, first)
+        for env_index in np.flatnonzero(dones):
+            terminal = infos[env_index].get("terminal_observation")
+            if terminal is not None and not _all_finite(terminal):
+                self._raise_non_finite("final observation of an episode", step, int(env_index))
 
     def collect(
         self,
@@ -352,10 +364,7 @@ class TwoLevelCollector:
             new_obs, rewards, dones, infos = env.step(clipped_actions)
             algorithm.num_timesteps += n_envs * self.processes
             if self.check_finite:
-                if not np.isfinite(rewards).all():
-                    self._raise_non_finite("reward", step, int(np.flatnonzero(~np.isfinite(rewards))[0]))
-                if not _all_finite(new_obs):
-                    self._raise_non_finite("observation", step, -1)
+                self._check_step(step, rewards, new_obs, dones, infos)
             callback.update_locals(locals())
             if not callback.on_step():
                 result.continue_training = False

@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 from gymnasium import spaces
 from toy_envs import ToyTaskEnv, make_toy
 
@@ -156,3 +157,40 @@ class ImageObsEnv(ToyTaskEnv):
 def test_unsupported_observation_spaces_name_the_fix(env_class, message):
     with pytest.raises(TypeError, match=message):
         small_model(lambda: gym.wrappers.TimeLimit(env_class(), 10))
+
+
+class HugeRewardEnv(ToyTaskEnv):
+    """Finite rewards too large for float32 losses."""
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, 1e30 * (1 + reward), terminated, truncated, info
+
+
+class NaNTerminalObservationEnv(ToyTaskEnv):
+    """NaN only in the last observation of an episode (which SB3 keeps in the info, not in the next observation)."""
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, reward, _, truncated, info = super().step(action)
+        if self.t == 5:
+            obs = np.full_like(obs, np.nan)
+        return obs, reward, self.t == 5, truncated, info
+
+
+def test_a_finite_but_huge_reward_is_refused_before_it_reaches_the_parameters():
+    model = small_model(lambda: gym.wrappers.TimeLimit(HugeRewardEnv(), 7), warmup_iterations=0)
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    with pytest.raises(
+        NonFiniteError, match=r"gradient is not finite .* iteration 1: the update was refused.*normalize_reward"
+    ):
+        model.learn(32)
+    assert all(th.equal(a, b) for a, b in zip(before, model.policy.parameters()))
+    assert all(th.isfinite(p).all() for master in model.masters for p in master.policy.parameters())
+
+
+def test_nan_in_a_final_observation_names_the_env():
+    model = small_model(lambda: gym.wrappers.TimeLimit(NaNTerminalObservationEnv(), 7), n_envs=3, task_groups=1)
+    with pytest.raises(
+        NonFiniteError, match=r"Env 0 returned a non-finite final observation of an episode .*TransformObservation"
+    ):
+        model.learn(64)
