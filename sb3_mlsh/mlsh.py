@@ -1,6 +1,8 @@
 """MLSH: Meta Learning Shared Hierarchies (Frans et al., ICLR 2018) as a Stable-Baselines3 algorithm."""
 
 import copy
+import difflib
+import inspect
 import io
 import os
 import pathlib
@@ -79,6 +81,23 @@ def _distributed_requested(distributed: bool | None) -> bool:
     :return: Whether to train across processes: when asked, or automatically when more than one process runs.
     """
     return _world_size() > 1 if distributed is None else bool(distributed)
+
+
+def _refuse_unknown_arguments(unknown: dict[str, Any]) -> None:
+    """Raise a TypeError for arguments MLSH does not take, pointing SB3 habits (PPO's arguments) to the right learner."""
+    ppo_arguments = set(inspect.signature(PPO.__init__).parameters) - {"self", "policy", "env"}
+    own = set(inspect.signature(MLSH.__init__).parameters) - {"self", "unknown_kwargs"}
+    hints = []
+    for name in sorted(unknown):
+        if name in ppo_arguments:
+            hints.append(
+                f"{name!r} is an argument of the two PPO learners: pass master_kwargs=dict({name}=...) and/or "
+                f"subpolicy_kwargs=dict({name}=...)"
+            )
+        else:
+            close = difflib.get_close_matches(name, own | ppo_arguments, n=1)
+            hints.append(f"unknown argument {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise TypeError("MLSH(): " + "; ".join(hints) + ".")
 
 
 def _max_episode_steps(env: gym.Env) -> int | None:
@@ -235,7 +254,10 @@ class MLSH(BaseAlgorithm):
         device: th.device | str = "auto",
         distributed: bool | None = None,
         _init_setup_model: bool = True,
+        **unknown_kwargs: Any,
     ) -> None:
+        if unknown_kwargs:
+            _refuse_unknown_arguments(unknown_kwargs)
         distributed = _distributed_requested(distributed)
         self._check_arguments(
             n_subpolicies,
@@ -292,6 +314,12 @@ class MLSH(BaseAlgorithm):
             reserved = _RESERVED_LEARNER_KWARGS.intersection(kwargs)
             if reserved:
                 raise ValueError(f"{name} may not set {sorted(reserved)}: MLSH sets these itself (pass them to MLSH()).")
+            ppo_arguments = set(inspect.signature(PPO.__init__).parameters) - {"self", "policy", "env"}
+            for key in sorted(set(kwargs) - ppo_arguments - _RESERVED_LEARNER_KWARGS):
+                close = difflib.get_close_matches(key, ppo_arguments, n=1)
+                raise ValueError(
+                    f"{name}[{key!r}] is not an argument of SB3's PPO" + (f": did you mean {close[0]!r}?" if close else ".")
+                )
         self.master_epsilon = master_epsilon
         self.skill_diversity = float(skill_diversity)
         self.discriminator_kwargs = dict(discriminator_kwargs or {})
@@ -1042,6 +1070,10 @@ class MLSH(BaseAlgorithm):
             except BaseException:
                 os.unlink(tmp.name)
                 raise
+        # NamedTemporaryFile creates the file private (0600): give it the mode any other file gets here.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp.name, 0o666 & ~umask)
         os.replace(tmp.name, path)
 
     @classmethod

@@ -7,6 +7,7 @@ Example::
 """
 
 import argparse
+import contextlib
 import difflib
 import errno
 import importlib.resources
@@ -14,6 +15,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -78,6 +80,33 @@ def _schedules(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
     return kwargs
 
 
+#: Expected types of the values that the YAML or -params may set (schedulable ones are checked by _schedules).
+_NUMBER_KEYS = ("master_epsilon", "skill_diversity")
+_BOOL_KEYS = ("normalize_reward", "stagger_groups")
+_LEARNER_INT_KEYS = ("batch_size", "n_epochs")
+_LEARNER_NUMBER_KEYS = ("gamma", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm", "target_kl")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_value_types(kwargs: dict[str, Any]) -> None:
+    """Refuse values of the wrong type (e.g. ``batch_size: "64"``) before they reach a comparison deep in SB3."""
+    for key in _NUMBER_KEYS:
+        if key in kwargs and not _is_number(kwargs[key]):
+            raise HyperparameterError(f"{key} must be a number, got {kwargs[key]!r} ({type(kwargs[key]).__name__}).")
+    for key in _BOOL_KEYS:
+        if key in kwargs and not isinstance(kwargs[key], bool):
+            raise HyperparameterError(f"{key} must be true or false, got {kwargs[key]!r}.")
+    for learner in ("master_kwargs", "subpolicy_kwargs"):
+        for key, value in kwargs.get(learner, {}).items():
+            if key in _LEARNER_INT_KEYS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise HyperparameterError(f"{learner}.{key} must be a positive integer, got {value!r}.")
+            if key in _LEARNER_NUMBER_KEYS and value is not None and not _is_number(value):
+                raise HyperparameterError(f"{learner}.{key} must be a number, got {value!r} ({type(value).__name__}).")
+
+
 def parse_hyperparams(entry: dict[str, Any], env_id: str) -> tuple[dict[str, Any], int, str]:
     """
     Turn one YAML entry into MLSH constructor arguments.
@@ -113,6 +142,7 @@ def parse_hyperparams(entry: dict[str, Any], env_id: str) -> tuple[dict[str, Any
     ):
         if key in kwargs and (isinstance(kwargs[key], bool) or not isinstance(kwargs[key], int)):
             raise HyperparameterError(f"{key} must be an integer, got {kwargs[key]!r} ({type(kwargs[key]).__name__}).")
+    _check_value_types(kwargs)
     n_timesteps = entry.get("n_timesteps", 1_000_000)
     if not isinstance(n_timesteps, (int, float)) or n_timesteps <= 0:
         raise HyperparameterError(f"n_timesteps must be a positive number, got {n_timesteps!r}.")
@@ -138,7 +168,8 @@ def load_hyperparams(env_id: str, path: str | None = None) -> dict[str, Any]:
         raise HyperparameterError(
             f"No hyperparameters for {env_id!r} in {path}. "
             + (f"Did you mean {close}? " if close else "")
-            + f"Known ids: {sorted(table)}. Add an entry or pass --hyperparams-file."
+            + f"Known ids: {sorted(table)}. MLSH trains on task families: envs with sample_tasks(n) and set_task(task), "
+            "as the mlsh/* ids; for a family of your own, add an entry to a YAML file and pass --hyperparams-file."
         )
     entry = table[env_id]
     if not isinstance(entry, dict):
@@ -388,16 +419,23 @@ def main(argv: list[str] | None = None) -> MLSH:
         if distributed:
             run_folder = mlsh_distributed.broadcast_from_main(run_folder)
         assert run_folder is not None
-        model = MLSH(
-            policy,
-            env_id,
-            seed=args.seed,
-            verbose=args.verbose,
-            tensorboard_log=run_folder,
-            monitor_dir=run_folder,
-            device=args.device,
-            **kwargs,
-        )
+        try:
+            model = MLSH(
+                policy,
+                env_id,
+                seed=args.seed,
+                verbose=args.verbose,
+                tensorboard_log=run_folder,
+                monitor_dir=run_folder,
+                device=args.device,
+                **kwargs,
+            )
+        except Exception:
+            if main_process:  # a failed start leaves no run folder behind
+                shutil.rmtree(run_folder, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.dirname(run_folder))  # the <log-folder>/mlsh folder, if this run made it
+            raise
         say(
             f"Training MLSH on {env_id} for {n_timesteps} steps"
             + (f" over {processes} processes ({model.n_envs} envs each)" if distributed else "")

@@ -1,6 +1,7 @@
 """The SB3 surface of MLSH: save/load, predict, logging, callbacks, the MacroActionWrapper, and clear errors."""
 
 import io
+import os
 import zipfile
 
 import gymnasium as gym
@@ -279,3 +280,21 @@ def test_untrusted_pickled_values_are_not_restored(tmp_path):
     save_to_zip_file(tmp_path / "old.zip", data={"mlsh_format_version": 1, "init_kwargs": {"f": lambda: 0}}, params={})
     with pytest.raises(ModelFileError, match=r"0\.3 or earlier.*trusted=True"):
         MLSH.load(tmp_path / "old.zip")
+
+
+def test_sb3_habits_get_pointed_to_the_right_place():
+    with pytest.raises(TypeError, match=r"'learning_rate' is an argument of the two PPO learners: pass master_kwargs="):
+        small_model(learning_rate=1e-3)
+    with pytest.raises(TypeError, match="did you mean 'n_subpolicies'"):
+        small_model(n_subpolicy=3)
+    with pytest.raises(ValueError, match=r"master_kwargs\['learning_rat'\] is not an argument of SB3's PPO: did you mean"):
+        small_model(master_kwargs=dict(learning_rat=0.1))
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        small_model().save(tmp_path / "model.zip")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.zip").stat().st_mode & 0o777 == 0o644

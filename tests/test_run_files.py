@@ -145,6 +145,11 @@ def test_resume_of_a_finished_run_keeps_its_log_and_a_larger_n_extends_it(tmp_pa
         (["--env", ENV_ID, "-n", "-5"], "must be a positive number of steps"),
         (["--env", ENV_ID, "--seed", "-1"], "--seed must be >= 0"),
         (["--resume", "no/such/run"], "no run there"),
+        (["--env", ENV_ID, "-params", 'master_kwargs.batch_size:"64"'], "master_kwargs.batch_size must be a positive integer"),
+        (["--env", ENV_ID, "-params", "master_kwargs.gamma:high"], "master_kwargs.gamma must be a number, got 'high'"),
+        (["--env", ENV_ID, "-params", 'master_epsilon:"0.1"'], "master_epsilon must be a number"),
+        (["--env", ENV_ID, "-params", "master_kwargs.learning_rat:0.1"], "did you mean 'learning_rate'?"),
+        (["--env", "CartPole-v1"], "MLSH trains on task families: envs with sample_tasks(n) and set_task(task)"),
     ],
 )
 def test_cli_inputs_get_one_error_line_and_exit_2(tmp_path, argv, message):
