@@ -14,6 +14,7 @@ Without ``--conf-file`` the YAML shipped with sb3-mlsh is used (its entries are 
 ``n_timesteps``, ``n_envs`` and ``policy``).
 """
 
+import functools
 import os
 import pathlib
 import sys
@@ -25,7 +26,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 import mlsh_envs  # noqa: F401  (registers the mlsh/* ids the zoo looks up)
 from sb3_mlsh.mlsh import MLSH
 from sb3_mlsh.tasks import TaskProtocolError, TaskSampler
-from sb3_mlsh.train import CONSTRUCTOR_KEYS, default_hyperparams_file, parse_hyperparams
+from sb3_mlsh.train import CONSTRUCTOR_KEYS, HyperparameterError, default_hyperparams_file, load_hyperparams, parse_hyperparams
 
 __all__ = ["ZooMLSH", "convert_mlsh_params", "main", "register", "sample_mlsh_params"]
 
@@ -134,35 +135,89 @@ def convert_mlsh_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     return dict(sampled_params)
 
 
-def sample_mlsh_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict[str, Any]) -> dict[str, Any]:
+MACRO_DURATIONS = (5, 10, 20, 50, 100, 200)
+
+
+def search_space(env_id: str | None) -> dict[str, Any]:
     """
-    Optuna sampler of MLSH's hyperparameters for the zoo's ``-optimize``: N, K, W and the two learning rates.
+    The Optuna ranges for a task family, taken from its episode length and its YAML entry: N below the episode length,
+    K from 2 to twice the family's K, W from 1 to twice its W (at least 4), each learning rate from a tenth to three
+    times the family's. Without a family (or an entry): the ranges of the paper's families together.
+
+    :param env_id: The family's env id.
+    :return: ``macro_duration`` (choices), ``n_subpolicies`` / ``warmup_iterations`` (low, high) and the two learning
+        rates (low, high).
+    """
+    space: dict[str, Any] = {
+        "macro_duration": MACRO_DURATIONS,
+        "n_subpolicies": (2, 8),
+        "warmup_iterations": (1, 30),
+        "master_learning_rate": (1e-4, 3e-2),
+        "subpolicy_learning_rate": (1e-5, 3e-3),
+    }
+    if env_id is None:
+        return space
+    import gymnasium as gym
+
+    spec = gym.spec(env_id) if env_id in gym.registry else None
+    if spec is not None and spec.max_episode_steps:
+        shorter = tuple(n for n in MACRO_DURATIONS if n < spec.max_episode_steps)
+        space["macro_duration"] = shorter or (max(1, spec.max_episode_steps // 2),)
+    try:
+        kwargs, _, _ = parse_hyperparams(load_hyperparams(env_id), env_id)
+    except HyperparameterError:
+        return space
+    k, w = kwargs.get("n_subpolicies", 2), kwargs.get("warmup_iterations", 9)
+    space["n_subpolicies"] = (2, max(4, 2 * k))
+    space["warmup_iterations"] = (1, max(4, 2 * w))
+    for key, learner in (("master_learning_rate", "master_kwargs"), ("subpolicy_learning_rate", "subpolicy_kwargs")):
+        rate = kwargs.get(learner, {}).get("learning_rate")
+        value = rate(1.0) if callable(rate) else rate
+        if isinstance(value, (int, float)) and value > 0:
+            space[key] = (value / 10, value * 3)
+    return space
+
+
+def sample_mlsh_params(
+    trial: Any, n_actions: int, n_envs: int, additional_args: dict[str, Any], env_id: str | None = None
+) -> dict[str, Any]:
+    """
+    Optuna sampler of MLSH's hyperparameters for the zoo's ``-optimize``: N, K, W and the two learning rates, in the
+    family's ranges (:func:`search_space`).
 
     :param trial: The Optuna trial.
     :param n_actions: Unused (the zoo's action-noise argument).
     :param n_envs: Unused.
     :param additional_args: Unused.
+    :param env_id: The task family (``register`` binds it from ``--env``).
     :return: :class:`ZooMLSH` arguments.
     """
+    space = search_space(env_id)
     return convert_mlsh_params(
         {
-            "macro_duration": trial.suggest_categorical("macro_duration", [5, 10, 20, 50, 100, 200]),
-            "n_subpolicies": trial.suggest_int("n_subpolicies", 2, 8),
-            "warmup_iterations": trial.suggest_int("warmup_iterations", 1, 30),
-            "master_learning_rate": trial.suggest_float("master_learning_rate", 1e-4, 3e-2, log=True),
-            "subpolicy_learning_rate": trial.suggest_float("subpolicy_learning_rate", 1e-5, 3e-3, log=True),
+            "macro_duration": trial.suggest_categorical("macro_duration", list(space["macro_duration"])),
+            "n_subpolicies": trial.suggest_int("n_subpolicies", *space["n_subpolicies"]),
+            "warmup_iterations": trial.suggest_int("warmup_iterations", *space["warmup_iterations"]),
+            "master_learning_rate": trial.suggest_float("master_learning_rate", *space["master_learning_rate"], log=True),
+            "subpolicy_learning_rate": trial.suggest_float(
+                "subpolicy_learning_rate", *space["subpolicy_learning_rate"], log=True
+            ),
         }
     )
 
 
-def register() -> None:
-    """Add MLSH to rl-baselines3-zoo: ``ALGOS["mlsh"]``, its Optuna sampler and its parameter converter."""
+def register(env_id: str | None = None) -> None:
+    """
+    Add MLSH to rl-baselines3-zoo: ``ALGOS["mlsh"]``, its Optuna sampler and its parameter converter.
+
+    :param env_id: The family to search (its ranges: :func:`search_space`).
+    """
     try:
         from rl_zoo3 import hyperparams_opt, utils
     except ImportError as error:
         raise ImportError("rl-baselines3-zoo is not installed: pip install sb3-mlsh[zoo]") from error
     utils.ALGOS[ALGO_NAME] = ZooMLSH
-    hyperparams_opt.HYPERPARAMS_SAMPLER[ALGO_NAME] = sample_mlsh_params
+    hyperparams_opt.HYPERPARAMS_SAMPLER[ALGO_NAME] = functools.partial(sample_mlsh_params, env_id=env_id)
     hyperparams_opt.HYPERPARAMS_CONVERTER[ALGO_NAME] = convert_mlsh_params
 
 
@@ -185,10 +240,10 @@ def main(argv: list[str] | None = None) -> None:
 
     :param argv: The zoo's command-line arguments.
     """
-    register()
+    argv = _with_defaults(sys.argv[1:] if argv is None else argv)
+    register(argv[argv.index("--env") + 1] if "--env" in argv[:-1] else None)
     from rl_zoo3.train import train
 
-    argv = _with_defaults(sys.argv[1:] if argv is None else argv)
     saved_argv = sys.argv
     sys.argv = ["python -m sb3_mlsh.zoo", *argv]
     try:

@@ -51,6 +51,18 @@ def test_optuna_search_over_n_k_w_and_learning_rates(tmp_path):
     assert len(trials) == 2 and set(trials["state"]) == {"COMPLETE"}
     for name in ("macro_duration", "n_subpolicies", "warmup_iterations", "master_learning_rate", "subpolicy_learning_rate"):
         assert f"params_{name}" in trials.columns
+    # The family's ranges: N below MovementBandits' 50-step episodes, K and W near its YAML's (2 and 2).
+    assert set(trials["params_macro_duration"]) <= {5, 10, 20}
+    assert trials["params_n_subpolicies"].between(2, 4).all() and trials["params_warmup_iterations"].between(1, 4).all()
+
+
+def test_search_space_follows_the_family():
+    from sb3_mlsh.zoo import search_space
+
+    bandits, ant = search_space("mlsh/MovementBandits-v0"), search_space("mlsh/AntMaze-v0")
+    assert max(bandits["macro_duration"]) < 50 and max(ant["macro_duration"]) == 200
+    assert ant["n_subpolicies"] == (2, 6)  # the YAML's K = 3
+    assert bandits["master_learning_rate"] == pytest.approx((0.003, 0.09))  # around the YAML's 0.03
 
 
 def test_zoo_model_takes_the_sampled_learning_rates_and_refuses_vec_env_wrappers():
