@@ -36,6 +36,7 @@ setup(
         "tests": ["pytest>=7.0", "pytest-timeout>=2.1", "ruff>=0.5"],
         "plots": ["matplotlib>=3.7", "pandas>=1.5"],
         "zoo": ["rl_zoo3>=2.4,<3.0"],
+        "docs": ["sphinx>=8.0", "furo", "myst-parser>=4.0"],
     },
     entry_points={"console_scripts": ["sb3-mlsh-train=sb3_mlsh.train:main"]},
     license="MIT",
