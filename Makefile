@@ -1,5 +1,5 @@
 # Development tasks, as in stable-baselines3 and sb3-contrib.
-.PHONY: lint format check-codestyle pytest slow docs
+.PHONY: lint format check-codestyle type pytest slow docs
 
 lint:
 	ruff check .
@@ -10,6 +10,9 @@ format:
 
 check-codestyle:
 	ruff format --check .
+
+type:
+	mypy
 
 pytest:
 	pytest

@@ -33,7 +33,7 @@ setup(
         "rich",
     ],
     extras_require={
-        "tests": ["pytest>=7.0", "pytest-timeout>=2.1", "ruff>=0.5"],
+        "tests": ["pytest>=7.0", "pytest-timeout>=2.1", "ruff>=0.5", "mypy>=1.10"],
         "plots": ["matplotlib>=3.7", "pandas>=1.5"],
         "zoo": ["rl_zoo3>=2.4,<3.0"],
         "docs": ["sphinx>=8.0", "furo", "myst-parser>=4.0"],

@@ -543,8 +543,10 @@ class DistributedMetaTrainer(MLSHMetaTrainer):
         joint_iterations: int,
         context: DistributedContext,
         stagger: bool = True,
-        seed: int = 0,
+        seed: int | None = 0,
     ) -> None:
+        if seed is None:
+            raise ValueError("A distributed run needs a seed shared by its processes (DistributedContext.shared_seed).")
         super().__init__(task_sampler, env, masters, reset_master, warmup_iterations, joint_iterations, stagger, seed)
         self.context = context
         self.seed = seed

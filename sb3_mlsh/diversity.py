@@ -68,10 +68,14 @@ class SkillDiscriminator(nn.Module):
             parts = []
             for key in sorted(self.observation_space.spaces):
                 tensor = th.as_tensor(obs[key], device=self.device)
-                parts.append(preprocess_obs(tensor, self.observation_space.spaces[key]).float().flatten(1))
+                features = preprocess_obs(tensor, self.observation_space.spaces[key])
+                assert isinstance(features, th.Tensor)
+                parts.append(features.float().flatten(1))
             return th.cat(parts, dim=1)
         tensor = th.as_tensor(np.asarray(obs), device=self.device)
-        return preprocess_obs(tensor, self.observation_space).float().reshape(len(tensor), -1)
+        features = preprocess_obs(tensor, self.observation_space)
+        assert isinstance(features, th.Tensor)
+        return features.float().reshape(len(tensor), -1)
 
     def forward(self, obs: Obs) -> th.Tensor:
         """

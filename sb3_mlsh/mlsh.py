@@ -12,7 +12,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -29,14 +29,14 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.save_util import save_to_zip_file
 from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import safe_mean
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from sb3_mlsh.checks import check_finite_gradients, guard_optimizer
 from sb3_mlsh.diversity import SkillDiscriminator
 from sb3_mlsh.normalization import RewardScaler
 from sb3_mlsh.observation import ObsExclude, SubPolicyView
-from sb3_mlsh.policies import SubPolicyBankPolicy, subpolicy_observation_space
-from sb3_mlsh.rollout import NonFiniteError, RolloutResult, TwoLevelCollector, _all_finite
+from sb3_mlsh.policies import SubPolicyBankPolicy, SubPolicyOptimizer, subpolicy_observation_space
+from sb3_mlsh.rollout import NonFiniteError, Obs, RolloutResult, TwoLevelCollector, _all_finite
 from sb3_mlsh.serialization import ModelFileError, UntrustedValueError, decode, encode, read_model_zip
 from sb3_mlsh.tasks import TaskProtocolError, TaskSampler, as_task_sampler
 from sb3_mlsh.trainer import JOINT, WARMUP, MLSHMetaTrainer
@@ -107,8 +107,9 @@ def _max_episode_steps(env: gym.Env) -> int | None:
         return int(spec.max_episode_steps)
     while isinstance(env, gym.Wrapper):
         # Duck-typed: rl-baselines3-zoo swaps gymnasium's TimeLimit class for a subclass of its own.
-        if isinstance(getattr(env, "_max_episode_steps", None), int):
-            return int(env._max_episode_steps)
+        limit = getattr(env, "_max_episode_steps", None)
+        if isinstance(limit, int):
+            return limit
         env = env.env
     return None
 
@@ -126,7 +127,7 @@ class _PrefixedLogger(Logger):
 
     def record(self, key: str, value: Any, exclude: str | tuple[str, ...] | None = None) -> None:
         if isinstance(value, (int, float, np.integer, np.floating)):
-            self.parent.record_mean(self._key(key), value, exclude)
+            self.parent.record_mean(self._key(key), float(value), exclude)
         else:
             self.parent.record(self._key(key), value, exclude)
 
@@ -244,7 +245,7 @@ class MLSH(BaseAlgorithm):
         normalize_reward: bool = False,
         torch_threads: int | None = 1,
         stagger_groups: bool = True,
-        vec_env_class: type[VecEnv] | None = None,
+        vec_env_class: type[DummyVecEnv] | type[SubprocVecEnv] | None = None,
         monitor_dir: str | None = None,
         monitor_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
@@ -335,7 +336,7 @@ class MLSH(BaseAlgorithm):
         self.subpolicy_obs_exclude = subpolicy_obs_exclude
         self.normalize_reward = bool(normalize_reward)
         self.stagger_groups = stagger_groups
-        self.vec_env_class = vec_env_class or DummyVecEnv
+        self.vec_env_class: type[DummyVecEnv] | type[SubprocVecEnv] = vec_env_class or DummyVecEnv
         self.monitor_dir = monitor_dir
 
         observation_space, action_space = self._checked_spaces()
@@ -497,7 +498,16 @@ class MLSH(BaseAlgorithm):
         n_envs: int,
         kwargs: dict[str, Any],
     ) -> PPO:
-        learner = PPO(policy, env=None, n_steps=n_steps, device=self.device, seed=None, _init_setup_model=False, **kwargs)
+        # No env: the learners never step envs themselves (the collector fills their buffers), only their spaces are set.
+        learner = PPO(
+            cast(Any, policy),
+            env=None,  # type: ignore[arg-type]
+            n_steps=n_steps,
+            device=self.device,
+            seed=None,
+            _init_setup_model=False,
+            **kwargs,
+        )
         learner.observation_space = observation_space
         learner.action_space = action_space
         learner.n_envs = n_envs
@@ -549,15 +559,15 @@ class MLSH(BaseAlgorithm):
             subpolicy_kwargs,
         )
         self.policy = self.subpolicy_learner.policy
-        self.policy.optimizer.before_step = lambda parameters: check_finite_gradients(  # type: ignore[union-attr]
-            parameters, "sub-policies", self.iteration
-        )
+        bank_optimizer = cast(SubPolicyOptimizer, self.policy.optimizer)
+        bank_optimizer.before_step = lambda parameters: check_finite_gradients(parameters, "sub-policies", self.iteration)
         self.discriminator: SkillDiscriminator | None = None
         self._discriminator_stats: dict[str, float] = {}
         if self.skill_diversity > 0:
             self.discriminator = SkillDiscriminator(
                 self.subpolicy_view.space, self.n_subpolicies, device=self.device, **self.discriminator_kwargs
             )
+        assert self.env is not None
         self.collector = TwoLevelCollector(
             self.env,
             self.subpolicy_learner,
@@ -571,29 +581,37 @@ class MLSH(BaseAlgorithm):
         )
         if self._dist is None:
             masters = [self._make_master() for _ in range(self.task_groups)]
-            self.trainer = MLSHMetaTrainer(*self._trainer_arguments(masters), stagger=self.stagger_groups, seed=self.seed)
+            self.trainer = MLSHMetaTrainer(**self._trainer_arguments(masters))
             self.collector.rng = np.random.default_rng(None if self.seed is None else self.seed + 1)
         else:
             self._setup_distributed()
 
-    def _trainer_arguments(self, masters: list[PPO]) -> tuple:
-        return (self.task_sampler, self.env, masters, self._reset_master, self.warmup_iterations, self.joint_iterations)
+    def _trainer_arguments(self, masters: list[PPO]) -> dict[str, Any]:
+        assert self.env is not None
+        return dict(
+            task_sampler=self.task_sampler,
+            env=self.env,
+            masters=masters,
+            reset_master=self._reset_master,
+            warmup_iterations=self.warmup_iterations,
+            joint_iterations=self.joint_iterations,
+            stagger=self.stagger_groups,
+            seed=self.seed,
+        )
 
     def _setup_distributed(self) -> None:
         from sb3_mlsh.distributed import DistributedMetaTrainer, DistributedSubPolicyOptimizer
 
         context = self._dist
         masters = [self._make_master(index) for index in context.local_groups]
-        self.trainer = DistributedMetaTrainer(
-            *self._trainer_arguments(masters), context, stagger=self.stagger_groups, seed=self.seed
-        )
+        self.trainer = DistributedMetaTrainer(**self._trainer_arguments(masters), context=context)
         self.collector.rng = np.random.default_rng(context.local_seed(self.seed, self.n_envs) + 1)
         self.collector.processes = context.world_size
         # Identical start: rank 0's sub-policies everywhere, each group's first rank's master within the group.
         context.broadcast_parameters(list(self.policy.parameters()), src=0)
         self.policy.optimizer = DistributedSubPolicyOptimizer(  # type: ignore[assignment]
             self.policy.optimizer,  # type: ignore[arg-type]
-            lambda: self.policy._sample_counts,
+            lambda: cast(np.ndarray, self.policy._sample_counts),
             context,
         )
         for group in self.trainer.groups:
@@ -694,8 +712,9 @@ class MLSH(BaseAlgorithm):
     def _iterate(self, callback: BaseCallback, total_timesteps: int, log_interval: int) -> bool:
         groups = [(group.env_indices, group.master) for group in self.trainer.groups]
         phases = [self.trainer.phase(group) for group in self.trainer.groups]
+        assert self._last_obs is not None and self._last_episode_starts is not None  # set by _setup_learn
         result, self._last_obs, self._last_episode_starts = self.collector.collect(
-            self.n_steps, groups, self._last_obs, self._last_episode_starts, callback, self
+            self.n_steps, groups, cast(Obs, self._last_obs), self._last_episode_starts, callback, self
         )
         if not result.continue_training:
             return False
@@ -720,6 +739,7 @@ class MLSH(BaseAlgorithm):
         if log_interval is not None and self.iteration % log_interval == 0:
             self._dump_logs(result, phases)
         for group, reset_obs in self.trainer.end_iteration():
+            assert reset_obs is not None  # end_iteration resets the envs of a group that starts a task
             self._set_env_obs(group.env_indices, reset_obs)
         self._completed_timesteps = self.num_timesteps
         return True
@@ -736,11 +756,12 @@ class MLSH(BaseAlgorithm):
             learner.rollout_buffer = full_buffer
 
     def _set_env_obs(self, env_indices: np.ndarray, observations: list[Any]) -> None:
+        assert self._last_obs is not None and self._last_episode_starts is not None
         if isinstance(self._last_obs, dict):
             for key in self._last_obs:
                 self._last_obs[key][env_indices] = np.stack([obs[key] for obs in observations])
         else:
-            self._last_obs[env_indices] = np.stack(observations)  # type: ignore[index]
+            cast(np.ndarray, self._last_obs)[env_indices] = np.stack(observations)
         self._last_episode_starts[env_indices] = True
 
     def _record_iteration(self, result: RolloutResult, phases: list[str]) -> None:
@@ -848,7 +869,7 @@ class MLSH(BaseAlgorithm):
     def resume_meta_training(self) -> None:
         """Leave the transfer mode of :meth:`adapt`: the next :meth:`learn` samples tasks again."""
         self._refuse_in_distributed_mode("resume_meta_training")
-        self.trainer.fix_task(None, None)  # type: ignore[arg-type]
+        self.trainer.fix_task(None, None)
         self.trainer.fixed_phase = None
         for group in self.trainer.groups:
             self._reset_master(group.master)
@@ -857,7 +878,7 @@ class MLSH(BaseAlgorithm):
         self._last_obs = None
 
     # ------------------------------------------------------------------------------------------------------ predict
-    def predict(
+    def predict(  # type: ignore[override]  # the state is an (n, 2) array, not SB3's tuple of recurrent states
         self,
         observation: np.ndarray | dict[str, np.ndarray],
         state: tuple[np.ndarray, ...] | np.ndarray | None = None,
@@ -875,6 +896,7 @@ class MLSH(BaseAlgorithm):
         :return: The actions and the new state.
         """
         vectorized = self.master.policy.is_vectorized_observation(observation)  # type: ignore[attr-defined]
+        batch: Obs
         if isinstance(observation, dict):
             batch = {key: np.asarray(value) if vectorized else np.asarray(value)[None] for key, value in observation.items()}
             n = len(next(iter(batch.values())))
@@ -932,9 +954,10 @@ class MLSH(BaseAlgorithm):
         # Distributed: each process its own streams (envs, actions); the task draws of a group the same on its ranks.
         local_seed = None if seed is None else self._dist.local_seed(seed, self.n_envs)
         super().set_random_seed(local_seed)
-        if hasattr(self, "trainer") and seed is not None:
+        if hasattr(self, "trainer") and seed is not None and local_seed is not None:
             groups = self.trainer.groups
-            self.trainer.group_rngs = {group.index: np.random.default_rng([seed, group.index]) for group in groups}
+            trainer = cast(Any, self.trainer)  # a DistributedMetaTrainer: one task generator per group
+            trainer.group_rngs = {group.index: np.random.default_rng([seed, group.index]) for group in groups}
             self.collector.rng = np.random.default_rng(local_seed + 1)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -1079,7 +1102,7 @@ class MLSH(BaseAlgorithm):
     @classmethod
     def load(  # type: ignore[override]
         cls,
-        path: str | pathlib.Path | io.BufferedIOBase,
+        path: str | os.PathLike | io.BufferedIOBase,
         task_sampler: TaskSampler | str | Callable[[], gym.Env] | None = None,
         device: th.device | str = "auto",
         trusted: bool = False,
@@ -1217,7 +1240,7 @@ def _select_envs(buffer: RolloutBuffer, env_indices: np.ndarray) -> RolloutBuffe
     for name in ("actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages"):
         setattr(selected, name, getattr(buffer, name)[:, env_indices].copy())
     if isinstance(buffer.observations, dict):
-        selected.observations = {key: value[:, env_indices].copy() for key, value in buffer.observations.items()}
+        cast(Any, selected).observations = {key: value[:, env_indices].copy() for key, value in buffer.observations.items()}
     else:
         selected.observations = buffer.observations[:, env_indices].copy()
     selected.n_envs = len(env_indices)

@@ -66,8 +66,8 @@ class RewardScaler:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """:param state: What :meth:`state_dict` returned."""
-        self.return_rms.mean = np.float64(state["mean"])
-        self.return_rms.var = np.float64(state["var"])
+        self.return_rms.mean = np.asarray(state["mean"], dtype=np.float64)
+        self.return_rms.var = np.asarray(state["var"], dtype=np.float64)
         self.return_rms.count = float(state["count"])
         returns = np.asarray(state["returns"], dtype=np.float64)
         if len(returns) == len(self.returns):

@@ -84,10 +84,11 @@ class SubPolicyView:
         if exclude is None:
             self._kept_keys = dict.fromkeys(observation_space.spaces)
             return observation_space
+        per_key: dict[str, Any]
         if isinstance(exclude, Mapping):
             per_key = dict(exclude)
         elif isinstance(exclude, Sequence) and not isinstance(exclude, str) and all(isinstance(k, str) for k in exclude):
-            per_key = dict.fromkeys(exclude)
+            per_key = dict.fromkeys(str(key) for key in exclude)
         else:
             raise ValueError(
                 f"subpolicy_obs_exclude for a Dict observation is a list of keys or a mapping {{key: indices}}, got "

@@ -1,7 +1,7 @@
 """Learning curves and sub-policy usage from training runs' logs, and trajectories coloured by the active sub-policy."""
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,7 @@ def plot_run(log_dir: str, out_path: str | None = None, title: str | None = None
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     if n_panels == 2:
+        assert iterations is not None  # the second panel exists only with iterations.csv
         ax = axes[0, 1]
         usage = iterations.filter(regex=r"^subpolicy_usage_\d+$").to_numpy()
         bottom = np.zeros(len(usage))
@@ -187,12 +188,13 @@ def plot_trajectories(
 
         model = MLSH.load(model)
     env = model.task_sampler.make_env()
-    base = env.unwrapped
+    base: Any = env.unwrapped
     if not isinstance(base, tuple(_family_classes())):
         raise TypeError(
             f"plot_trajectories draws the 2D and grid families {TRAJECTORY_FAMILIES}, not {type(base).__name__}: "
             "there is no agent position to draw."
         )
+    base = cast(Any, base)  # one of the families above (isinstance against a computed tuple narrows to object)
     rng = np.random.default_rng(seed)
     colors = plt.get_cmap("tab10")
     fig, axes = plt.subplots(1, n_episodes, figsize=(3.2 * n_episodes, 3.4), squeeze=False)

@@ -1,6 +1,6 @@
 """The sub-policy bank: K independent actor-critic networks evaluated in one batched forward pass."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -229,9 +229,13 @@ class SubPolicyOptimizer:
         self.share_scaled_steps = share_scaled_steps
         self.n_subpolicies = stacked_parameters[0].shape[0]
         self.aliases = [[nn.Parameter(p.data[k]) for p in stacked_parameters] for k in range(self.n_subpolicies)]
-        self.optimizer = optimizer_class([{"params": aliases} for aliases in self.aliases], lr=lr, **optimizer_kwargs)
+        self.optimizer = optimizer_class(
+            [{"params": aliases} for aliases in self.aliases],
+            lr=lr,  # type: ignore[call-arg]  # every torch optimizer but the base class takes lr
+            **optimizer_kwargs,
+        )
         #: Called with the stacked parameters before each step (e.g. a finiteness check that may refuse it).
-        self.before_step: Callable[[list[th.Tensor]], None] | None = None
+        self.before_step: Callable[[Sequence[th.Tensor]], None] | None = None
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
@@ -307,12 +311,14 @@ class SubPolicyOptimizer:
                 f"into {self.n_subpolicies}."
             )
         # How the optimizer computes its step (fused kernel or not) belongs to this optimizer, not to the saved state.
-        implementation = [{key: group[key] for key in ("fused", "foreach") if key in group} for group in self.param_groups]
+        implementation: list[dict[str, Any]] = [
+            {key: group[key] for key in ("fused", "foreach") if key in group} for group in self.param_groups
+        ]
         self.optimizer.load_state_dict(state_dict["optimizer"])
         for group, flags in zip(self.param_groups, implementation):
             group.update(flags)
 
-    def subpolicy_state(self, index: int) -> dict[str, Any]:
+    def subpolicy_state(self, index: int) -> dict[int, Any]:
         """
         :param index: Which sub-policy.
         :return: The optimizer state of its parameters (empty until its first step).
@@ -483,6 +489,7 @@ class SubPolicyBankPolicy(BasePolicy):
         obs = preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
         if isinstance(obs, dict):
             one_hot = obs[SUBPOLICY_KEY]
+            assert isinstance(self.env_observation_space, spaces.Dict)
             features = th.cat([obs[key].flatten(1) for key in self.env_observation_space.spaces], dim=1)
         else:
             one_hot = obs[:, -self.n_subpolicies :]

@@ -1,7 +1,7 @@
 """Two-level rollout collection: one pass over a VecEnv fills the sub-policy buffer and the masters' buffers."""
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch as th
@@ -36,8 +36,8 @@ def _index_obs(obs: Obs, index: np.ndarray | slice) -> Obs:
 
 def _concat_obs(batches: list[Obs]) -> Obs:
     if isinstance(batches[0], dict):
-        return {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]}
-    return np.concatenate(batches)
+        return {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]}  # type: ignore[index]
+    return np.concatenate(cast(list[np.ndarray], batches))
 
 
 def _all_finite(obs: Obs) -> bool:
@@ -159,7 +159,7 @@ class _MasterRecorder:
         buffer_class = DictRolloutBuffer if isinstance(master.observation_space, spaces.Dict) else RolloutBuffer
         buffer = buffer_class(
             n,
-            master.observation_space,
+            master.observation_space,  # type: ignore[arg-type]  # a Dict space exactly when the buffer is a Dict buffer
             master.action_space,
             device=master.device,
             gamma=master.gamma,
@@ -361,7 +361,8 @@ class TwoLevelCollector:
             clipped_actions = actions
             if isinstance(sub.action_space, spaces.Box):
                 clipped_actions = np.clip(actions, sub.action_space.low, sub.action_space.high)
-            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            step_obs, rewards, dones, infos = env.step(clipped_actions)
+            new_obs = cast(Obs, step_obs)  # MLSH refuses Tuple observation spaces
             algorithm.num_timesteps += n_envs * self.processes
             if self.check_finite:
                 self._check_step(step, rewards, new_obs, dones, infos)
@@ -406,9 +407,9 @@ class TwoLevelCollector:
                 acting[step] = subpolicy
                 for env_index in np.flatnonzero(dones):
                     if infos[env_index].get("terminal_observation") is not None:
-                        terminal_reached.append((step, env_index, infos[env_index]["terminal_observation"]))
+                        terminal_reached.append((step, int(env_index), infos[env_index]["terminal_observation"]))
 
-            buffer.add(sub_obs, actions, stored_rewards, buffer_episode_starts, values_t, log_probs_t)
+            buffer.add(sub_obs, actions, stored_rewards, buffer_episode_starts, values_t, log_probs_t)  # type: ignore[arg-type]
 
             macro_left -= 1
             macro_left[dones] = 0

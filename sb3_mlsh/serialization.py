@@ -161,7 +161,7 @@ def decode(value: Any, where: str = "data", trusted: bool = False) -> Any:
     if ":pickled:" in value or ":serialized:" in value:  # ":serialized:": SB3's own pickles (files of sb3-mlsh <= 0.3)
         if not trusted:
             raise UntrustedValueError(where, str(value.get(":type:", "object")))
-        return cloudpickle.loads(base64.b64decode(value.get(":pickled:", value.get(":serialized:"))))
+        return cloudpickle.loads(base64.b64decode(value.get(":pickled:") or value[":serialized:"]))
     if ":tuple:" in value:
         return tuple(decode(item, f"{where}[{index}]", trusted) for index, item in enumerate(value[":tuple:"]))
     if ":ndarray:" in value:

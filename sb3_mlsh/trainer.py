@@ -153,7 +153,7 @@ class MLSHMetaTrainer:
             else:
                 self.env.env_method("set_task", group.task, indices=group.env_indices.tolist())
 
-    def end_iteration(self) -> list[tuple[TaskGroup, list[Any]]]:
+    def end_iteration(self) -> list[tuple[TaskGroup, list[Any] | None]]:
         """
         Count one iteration for every group and move the groups whose task is over to a new one.
 
