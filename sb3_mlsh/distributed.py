@@ -413,15 +413,6 @@ class DistributedContext:
         dist.gather_object(payload, gathered, dst=0, group=self.cpu_group)
         return gathered
 
-    def broadcast_object(self, value: Any) -> Any:
-        """
-        :param value: Rank 0's value (ignored elsewhere).
-        :return: Rank 0's value, on every process.
-        """
-        box = [value]
-        dist.broadcast_object_list(box, src=0, group=self.cpu_group)
-        return box[0]
-
 
 class DistributedSubPolicyOptimizer(SubPolicyOptimizer):
     """

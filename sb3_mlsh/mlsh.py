@@ -799,6 +799,8 @@ class MLSH(BaseAlgorithm):
         if self.ep_info_buffer:
             self.logger.record("rollout/ep_rew_mean", safe_mean([info["r"] for info in self.ep_info_buffer]))
             self.logger.record("rollout/ep_len_mean", safe_mean([info["l"] for info in self.ep_info_buffer]))
+        if self.ep_success_buffer:  # envs that report info["is_success"], as SB3 logs them
+            self.logger.record("rollout/success_rate", safe_mean(self.ep_success_buffer))
         entry = self.iteration_log[-1]  # this iteration, over all processes in distributed mode
         if entry["episodes"]:
             self.logger.record("rollout/iteration_ep_rew_mean", entry["episode_return_mean"])

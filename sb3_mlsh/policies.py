@@ -175,19 +175,6 @@ class _MLPBank(nn.Module):
         return [width for _, n_in, n_out in self.layers for width in (n_in * n_out, n_out)]
 
 
-def _merge_legacy_optimizer_states(states: list[dict[str, Any]]) -> dict[str, Any]:
-    # Models saved by 0.1.0 hold one optimizer per sub-policy: renumber their parameters into one optimizer's groups.
-    merged: dict[str, Any] = {"state": {}, "param_groups": []}
-    offset = 0
-    for state in states:
-        (group,) = state["param_groups"]
-        renumber = {index: offset + position for position, index in enumerate(group["params"])}
-        merged["param_groups"].append({**group, "params": [renumber[index] for index in group["params"]]})
-        merged["state"].update({renumber[index]: value for index, value in state["state"].items()})
-        offset += len(group["params"])
-    return {"n_subpolicies": len(states), "optimizer": merged}
-
-
 class SubPolicyOptimizer:
     """
     The optimizer of the sub-policy bank: exactly K separate policies with K optimizers. Each sub-policy is a
@@ -303,8 +290,6 @@ class SubPolicyOptimizer:
         """
         :param state_dict: As returned by :meth:`state_dict`, for the same number of sub-policies.
         """
-        if "subpolicies" in state_dict:
-            state_dict = _merge_legacy_optimizer_states(state_dict["subpolicies"])
         if state_dict.get("n_subpolicies") != self.n_subpolicies:
             raise ValueError(
                 f"Optimizer state for {state_dict.get('n_subpolicies')} sub-policies cannot be loaded "

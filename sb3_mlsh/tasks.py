@@ -18,6 +18,10 @@ class TaskProtocolError(TypeError):
     """Raised when an env does not implement the task protocol or task samplers disagree on spaces."""
 
 
+class NoSplitError(TaskProtocolError):
+    """Raised when a split is asked of an env whose ``sample_tasks`` takes no ``split``."""
+
+
 def _env_name(env: gym.Env) -> str:
     spec = getattr(env, "spec", None)
     return spec.id if spec is not None else type(env.unwrapped).__name__
@@ -116,7 +120,7 @@ class TaskSampler:
         if self._probe is None:
             self._probe = self.make_env()
             if self.split is not None and not _accepts_split(self._probe.get_wrapper_attr("sample_tasks")):
-                raise TaskProtocolError(
+                raise NoSplitError(
                     f"Env {_env_name(self._probe)!r} has no train/held-out split (its sample_tasks() takes no `split`). "
                     "Pass split=None to the TaskSampler, or add a `split` argument to sample_tasks()."
                 )
@@ -153,13 +157,6 @@ class TaskSampler:
             raise TaskProtocolError(f"sample_tasks({n}) of {self.env_id!r} returned {len(tasks)} tasks instead of {n}.")
         return tasks
 
-    def with_split(self, split: str | None) -> "TaskSampler":
-        """
-        :param split: The split of the new sampler.
-        :return: A sampler of the same family drawing from another split.
-        """
-        return TaskSampler(self.env, split=split, env_kwargs=self.env_kwargs, seed=int(self.rng.integers(2**31)))
-
     def close(self) -> None:
         """Close the env kept to read spaces and draw tasks."""
         if self._probe is not None:
@@ -181,22 +178,25 @@ def _import_env_module(env_id: str) -> None:
         import mlsh_envs  # noqa: F401
 
 
-def as_task_sampler(task_sampler: "TaskSampler | str | Callable[[], gym.Env]", split: str | None = "train") -> TaskSampler:
+def as_task_sampler(
+    task_sampler: "TaskSampler | str | Callable[[], gym.Env]",
+    split: str | None = "train",
+    env_kwargs: dict[str, Any] | None = None,
+) -> TaskSampler:
     """
     :param task_sampler: A :class:`TaskSampler`, an env id, or an env factory.
     :param split: Split used when ``task_sampler`` is not a :class:`TaskSampler` yet; ``"train"`` falls back
         to the whole distribution for envs without a split.
+    :param env_kwargs: Keyword arguments for ``gymnasium.make`` when ``task_sampler`` is an env id.
     :return: A :class:`TaskSampler`.
     """
     if isinstance(task_sampler, TaskSampler):
         return task_sampler
-    sampler = TaskSampler(task_sampler, split=split)
+    sampler = TaskSampler(task_sampler, split=split, env_kwargs=env_kwargs)
     if split is not None:
         try:
             _ = sampler.probe_env
-        except TaskProtocolError as error:
-            if "no train/held-out split" not in str(error):
-                raise
+        except NoSplitError:
             sampler.close()
-            sampler = TaskSampler(task_sampler, split=None)
+            sampler = TaskSampler(task_sampler, split=None, env_kwargs=env_kwargs)
     return sampler

@@ -25,7 +25,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 import mlsh_envs  # noqa: F401  (registers the mlsh/* ids the zoo looks up)
 from sb3_mlsh.mlsh import MLSH
-from sb3_mlsh.tasks import TaskProtocolError, TaskSampler
+from sb3_mlsh.tasks import TaskSampler, as_task_sampler
 from sb3_mlsh.train import CONSTRUCTOR_KEYS, HyperparameterError, default_hyperparams_file, load_hyperparams, parse_hyperparams
 
 __all__ = ["ZooMLSH", "convert_mlsh_params", "main", "register", "sample_mlsh_params"]
@@ -49,13 +49,7 @@ def _task_sampler_from_vec_env(env: VecEnv) -> tuple[TaskSampler, dict[str, Any]
     if spec is None:
         raise ValueError("The zoo's env has no spec (it was not made from a registered id): MLSH needs the env id.")
     env_kwargs = dict(spec.kwargs or {})
-    try:
-        sampler = TaskSampler(spec.id, split="train", env_kwargs=env_kwargs)
-        _ = sampler.probe_env
-    except TaskProtocolError as error:
-        if "no train/held-out split" not in str(error):
-            raise
-        sampler = TaskSampler(spec.id, split=None, env_kwargs=env_kwargs)
+    sampler = as_task_sampler(spec.id, split="train", env_kwargs=env_kwargs)
     monitor_dir = None
     if isinstance(env, DummyVecEnv) and isinstance(env.envs[0], Monitor) and env.envs[0].results_writer is not None:
         monitor_dir = os.path.dirname(env.envs[0].results_writer.file_handler.name)
