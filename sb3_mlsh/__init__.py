@@ -4,9 +4,9 @@ import os
 
 from sb3_mlsh.mlsh import MLSH, ModelFileError
 from sb3_mlsh.policies import SubPolicyBankPolicy
-from sb3_mlsh.rollout import NonFiniteError
 from sb3_mlsh.tasks import TaskProtocolError, TaskSampler, check_task_protocol
 from sb3_mlsh.trainer import MLSHMetaTrainer
+from sb3_mlsh.type_aliases import NonFiniteError
 from sb3_mlsh.wrappers import MacroActionWrapper
 
 with open(os.path.join(os.path.dirname(__file__), "version.txt")) as _version_file:

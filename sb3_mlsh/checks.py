@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterable
 
 import torch as th
 
-from sb3_mlsh.rollout import NonFiniteError
+from sb3_mlsh.type_aliases import NonFiniteError
 
 __all__ = ["check_finite_gradients", "guard_optimizer"]
 

@@ -38,6 +38,7 @@ from stable_baselines3.common.callbacks import ProgressBarCallback
 from stable_baselines3.common.logger import Logger
 
 from sb3_mlsh.policies import SubPolicyOptimizer
+from sb3_mlsh.rollout import select_envs
 from sb3_mlsh.trainer import MLSHMetaTrainer, TaskGroup
 
 if TYPE_CHECKING:
@@ -633,11 +634,10 @@ def train_iteration(model: "MLSH", master_buffers: list[RolloutBuffer], joint_en
     if n_subpolicy_minibatches == 0:
         return
     # Imported here: mlsh imports this module lazily, so a module-level import would be circular.
-    from sb3_mlsh.mlsh import _select_envs
 
     full_buffer = sub.rollout_buffer
     has_data = len(joint_envs) > 0
-    buffer = _select_envs(full_buffer, joint_envs) if has_data and len(joint_envs) < model.n_envs else full_buffer
+    buffer = select_envs(full_buffer, joint_envs) if has_data and len(joint_envs) < model.n_envs else full_buffer
     optimizer: DistributedSubPolicyOptimizer = sub.policy.optimizer  # type: ignore[assignment]
     sub.rollout_buffer = SyncedMinibatches(buffer, n_subpolicy_minibatches, optimizer.set_sample_weight, has_data)  # type: ignore[assignment]
     sub._current_progress_remaining = model._current_progress_remaining

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_mlsh.policies import SUBPOLICY_KEY
-from sb3_mlsh.rollout import Obs
+from sb3_mlsh.type_aliases import Obs
 
 __all__ = ["SkillDiscriminator"]
 

@@ -1,6 +1,5 @@
 """MLSH: Meta Learning Shared Hierarchies (Frans et al., ICLR 2018) as a Stable-Baselines3 algorithm."""
 
-import copy
 import difflib
 import inspect
 import io
@@ -20,7 +19,6 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
@@ -36,10 +34,11 @@ from sb3_mlsh.diversity import SkillDiscriminator
 from sb3_mlsh.normalization import RewardScaler
 from sb3_mlsh.observation import ObsExclude, SubPolicyView
 from sb3_mlsh.policies import SubPolicyBankPolicy, SubPolicyOptimizer, subpolicy_observation_space
-from sb3_mlsh.rollout import NonFiniteError, Obs, RolloutResult, TwoLevelCollector, _all_finite
+from sb3_mlsh.rollout import RolloutResult, TwoLevelCollector, _all_finite, select_envs
 from sb3_mlsh.serialization import ModelFileError, UntrustedValueError, decode, encode, read_model_zip
 from sb3_mlsh.tasks import TaskProtocolError, TaskSampler, as_task_sampler
 from sb3_mlsh.trainer import JOINT, WARMUP, MLSHMetaTrainer
+from sb3_mlsh.type_aliases import NonFiniteError, Obs
 
 __all__ = ["MLSH", "ModelFileError"]
 
@@ -748,7 +747,7 @@ class MLSH(BaseAlgorithm):
         learner = self.subpolicy_learner
         full_buffer = learner.rollout_buffer
         if len(env_indices) < self.n_envs:
-            learner.rollout_buffer = _select_envs(full_buffer, env_indices)
+            learner.rollout_buffer = select_envs(full_buffer, env_indices)
         learner._current_progress_remaining = self._current_progress_remaining
         try:
             learner.train()
@@ -1230,21 +1229,3 @@ class MLSH(BaseAlgorithm):
             version, internal, gauss = python_rng_state  # JSON turns the tuples into lists
             random.setstate((version, tuple(internal), gauss))
         return model
-
-
-def _select_envs(buffer: RolloutBuffer, env_indices: np.ndarray) -> RolloutBuffer:
-    """
-    :param buffer: A filled buffer with computed advantages.
-    :param env_indices: The env columns to keep.
-    :return: A copy holding only those envs (the sub-policies learn only from joint-phase groups).
-    """
-    selected = copy.copy(buffer)
-    for name in ("actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages"):
-        setattr(selected, name, getattr(buffer, name)[:, env_indices].copy())
-    if isinstance(buffer.observations, dict):
-        cast(Any, selected).observations = {key: value[:, env_indices].copy() for key, value in buffer.observations.items()}
-    else:
-        selected.observations = buffer.observations[:, env_indices].copy()
-    selected.n_envs = len(env_indices)
-    selected.generator_ready = False
-    return selected

@@ -6,13 +6,13 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from sb3_mlsh.type_aliases import Obs
+
 __all__ = ["ObsExclude", "SubPolicyView"]
 
 #: What the sub-policies do not see: for a Box observation, indices into its flattened form; for a Dict observation,
 #: keys to drop whole, or a mapping from key to indices into that key's flattened Box.
 ObsExclude = Sequence[int] | Sequence[str] | Mapping[str, Sequence[int]] | None
-
-Obs = np.ndarray | dict[str, np.ndarray]
 
 
 def _checked_indices(indices: Any, size: int, where: str) -> np.ndarray:

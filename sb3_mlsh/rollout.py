@@ -1,5 +1,6 @@
 """Two-level rollout collection: one pass over a VecEnv fills the sub-policy buffer and the masters' buffers."""
 
+import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -15,17 +16,12 @@ from stable_baselines3.common.vec_env import VecEnv
 from sb3_mlsh.normalization import RewardScaler
 from sb3_mlsh.observation import SubPolicyView
 from sb3_mlsh.policies import SUBPOLICY_KEY, SubPolicyBankPolicy
+from sb3_mlsh.type_aliases import NonFiniteError, Obs
 
 if TYPE_CHECKING:
     from sb3_mlsh.diversity import SkillDiscriminator
 
 __all__ = ["MacroStepLog", "NonFiniteError", "RolloutResult", "TwoLevelCollector"]
-
-Obs = np.ndarray | dict[str, np.ndarray]
-
-
-class NonFiniteError(ValueError):
-    """Raised when an env returns NaN or inf in an observation or a reward."""
 
 
 def _index_obs(obs: Obs, index: np.ndarray | slice) -> Obs:
@@ -474,3 +470,21 @@ class TwoLevelCollector:
         if isinstance(obs, dict):
             return {key: np.asarray(value)[None] for key, value in obs.items()}
         return np.asarray(obs)[None]
+
+
+def select_envs(buffer: RolloutBuffer, env_indices: np.ndarray) -> RolloutBuffer:
+    """
+    :param buffer: A filled buffer with computed advantages.
+    :param env_indices: The env columns to keep.
+    :return: A copy holding only those envs (the sub-policies learn only from joint-phase groups).
+    """
+    selected = copy.copy(buffer)
+    for name in ("actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages"):
+        setattr(selected, name, getattr(buffer, name)[:, env_indices].copy())
+    if isinstance(buffer.observations, dict):
+        cast(Any, selected).observations = {key: value[:, env_indices].copy() for key, value in buffer.observations.items()}
+    else:
+        selected.observations = buffer.observations[:, env_indices].copy()
+    selected.n_envs = len(env_indices)
+    selected.generator_ready = False
+    return selected
