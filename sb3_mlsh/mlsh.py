@@ -45,7 +45,7 @@ __all__ = ["MLSH", "ModelFileError"]
 SelfMLSH = TypeVar("SelfMLSH", bound="MLSH")
 
 #: Written into every saved model; a zip without it is not an sb3-mlsh model.
-#: 2: every entry JSON or a weights-only tensor file (sb3_mlsh.serialization); 1 (sb3-mlsh <= 0.3): SB3's pickles.
+#: 2: every entry JSON or a weights-only tensor file (sb3_mlsh.serialization); 1 (sb3-mlsh 0.1): SB3's pickles.
 FORMAT_VERSION = 2
 
 MASTER_DEFAULTS: dict[str, Any] = dict(
@@ -1167,7 +1167,7 @@ class MLSH(BaseAlgorithm):
         except UntrustedValueError:
             if raw["mlsh_format_version"] < 2:
                 raise ModelFileError(
-                    f"{path} was saved by sb3-mlsh 0.3 or earlier, whose files hold pickles that run code when loaded. "
+                    f"{path} was saved by sb3-mlsh 0.1, whose files hold pickles that run code when loaded. "
                     "Load it once with MLSH.load(path, trusted=True), only if you trust the file, and save it again."
                 ) from None
             raise

@@ -158,7 +158,7 @@ def decode(value: Any, where: str = "data", trusted: bool = False) -> Any:
         return [decode(item, f"{where}[{index}]", trusted) for index, item in enumerate(value)]
     if not isinstance(value, dict):
         return value
-    if ":pickled:" in value or ":serialized:" in value:  # ":serialized:": SB3's own pickles (files of sb3-mlsh <= 0.3)
+    if ":pickled:" in value or ":serialized:" in value:  # ":serialized:": SB3's own pickles (files of sb3-mlsh 0.1)
         if not trusted:
             raise UntrustedValueError(where, str(value.get(":type:", "object")))
         return cloudpickle.loads(base64.b64decode(value.get(":pickled:") or value[":serialized:"]))

@@ -278,7 +278,7 @@ def test_untrusted_pickled_values_are_not_restored(tmp_path):
     from stable_baselines3.common.save_util import save_to_zip_file
 
     save_to_zip_file(tmp_path / "old.zip", data={"mlsh_format_version": 1, "init_kwargs": {"f": lambda: 0}}, params={})
-    with pytest.raises(ModelFileError, match=r"0\.3 or earlier.*trusted=True"):
+    with pytest.raises(ModelFileError, match=r"sb3-mlsh 0\.1, whose files hold pickles.*trusted=True"):
         MLSH.load(tmp_path / "old.zip")
 
 
