@@ -27,6 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=int, default=4, help="Episodes drawn in each trajectory picture.")
     parser.add_argument("--no-trajectories", action="store_true", help="Do not draw trajectories from saved models.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the trajectory episodes.")
+    parser.add_argument(
+        "--adapt",
+        type=int,
+        default=10_000,
+        metavar="STEPS",
+        help="Before each trajectory, train a fresh master on its task for this many steps (0: the saved master).",
+    )
     return parser
 
 
@@ -64,7 +71,11 @@ def main(argv: list[str] | None = None) -> list[str]:
 
         loaded = MLSH.load(model)
         try:
-            written.append(plot_trajectories(loaded, f"{stem}_trajectories_{name}.png", args.episodes, seed=args.seed))
+            written.append(
+                plot_trajectories(
+                    loaded, f"{stem}_trajectories_{name}.png", args.episodes, seed=args.seed, adapt_steps=args.adapt
+                )
+            )
         except TypeError as error:  # a family without positions (e.g. the MuJoCo ones)
             print(f"No trajectories for {name}: {error}")
     for path in written:

@@ -113,12 +113,14 @@ def plot_learning_curves(
     return out_path
 
 
-def plot_subpolicy_usage(log_dir: str, out_path: str) -> str | None:
+def plot_subpolicy_usage(log_dir: str, out_path: str, window: int = 10) -> str | None:
     """
-    Draw the share of primitive steps each sub-policy took, per iteration, from ``<log_dir>/iterations.csv``.
+    Draw the share of primitive steps each sub-policy took, per iteration, from ``<log_dir>/iterations.csv``, as a
+    stacked area smoothed over ``window`` iterations (per-iteration shares jump as tasks change).
 
     :param log_dir: A run folder written by ``python -m sb3_mlsh.train``.
     :param out_path: Where to save the PNG.
+    :param window: Iterations in the rolling mean.
     :return: ``out_path``, or None when the run has no ``iterations.csv`` (e.g. a baseline).
     """
     import matplotlib
@@ -130,15 +132,18 @@ def plot_subpolicy_usage(log_dir: str, out_path: str) -> str | None:
     if not os.path.exists(path):
         return None
     iterations = pd.read_csv(path)
-    usage = iterations.filter(regex=r"^subpolicy_usage_\d+$").to_numpy()
-    if len(usage) == 0:
+    shares = iterations.filter(regex=r"^subpolicy_usage_\d+$")
+    if len(shares) == 0:
         return None
+    usage = shares.rolling(window, min_periods=1).mean().to_numpy()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.stackplot(iterations["timesteps"], usage.T, labels=[f"sub-policy {k}" for k in range(usage.shape[1])], alpha=0.85)
     ax.set_xlabel("primitive env steps")
     ax.set_ylabel("share of steps")
     ax.set_ylim(0, 1)
-    ax.set_title(f"sub-policy usage per iteration: {os.path.basename(os.path.normpath(log_dir))}")
+    ax.set_title(
+        f"sub-policy usage ({window}-iteration mean): {os.path.basename(os.path.normpath(log_dir))}", fontsize="medium"
+    )
     ax.legend(loc="upper right", fontsize="small")
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
@@ -165,6 +170,7 @@ def plot_trajectories(
     seed: int = 0,
     deterministic: bool = False,
     task: Any = None,
+    adapt_steps: int = 0,
 ) -> str:
     """
     Draw episodes of a trained model in a 2D or grid task family, each step coloured by the active sub-policy,
@@ -173,6 +179,9 @@ def plot_trajectories(
     :param model: An :class:`~sb3_mlsh.MLSH` model (or the path of one) trained on MovementBandits, KeyDoor or FourRooms.
     :param out_path: Where to save the PNG.
     :param n_episodes: Episodes to draw (one panel each).
+    :param adapt_steps: Before each episode, train a fresh master for this many steps on its task over the frozen
+        sub-policies (0: the model's current master, which learned some other task), so that each panel shows what
+        MLSH does on that task.
     :param seed: Seed of the env resets and the task draws.
     :param deterministic: Act with the mode of the master's and the sub-policies' distributions.
     :param task: The task of every episode (default: drawn from the model's task sampler).
@@ -182,6 +191,7 @@ def plot_trajectories(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     if isinstance(model, (str, os.PathLike)):
         from sb3_mlsh.mlsh import MLSH
@@ -200,6 +210,8 @@ def plot_trajectories(
     fig, axes = plt.subplots(1, n_episodes, figsize=(3.2 * n_episodes, 3.4), squeeze=False)
     for episode, ax in enumerate(axes[0]):
         episode_task = task if task is not None else model.task_sampler.sample(1, rng=rng)[0]
+        if adapt_steps > 0:
+            model.adapt(episode_task, adapt_steps)
         env.get_wrapper_attr("set_task")(episode_task)
         obs, _ = env.reset(seed=seed + episode)
         positions, subpolicies, state, start, done = [_position(base)], [], None, True, False
@@ -231,14 +243,22 @@ def plot_trajectories(
         for step, k in enumerate(subpolicies):
             ax.plot(path[step : step + 2, 0], path[step : step + 2, 1], color=colors(k % 10), linewidth=2)
         ax.plot(*path[0], marker="o", color="k", markersize=5)
-        ax.set_title(f"task {episode_task}", fontsize="small")
+        ax.set_title(f"task {episode_task}" + (" (fresh master)" if adapt_steps else ""), fontsize="small")
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
-    handles = [
+    handles: list[Any] = [
         plt.Line2D([], [], color=colors(k % 10), linewidth=2, label=f"sub-policy {k}") for k in range(model.n_subpolicies)
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=min(model.n_subpolicies, 8), fontsize="small")
+    handles.append(plt.Line2D([], [], marker="o", color="k", linestyle="none", markersize=5, label="start"))
+    if hasattr(base, "walls"):
+        handles.append(plt.Line2D([], [], marker="*", color="gold", markeredgecolor="k", linestyle="none", label="goal"))
+    else:
+        handles.append(Patch(color="tab:green", alpha=0.5, label="goal that pays"))
+        handles.append(Patch(color="lightgrey", alpha=0.5, label="goal that does not pay"))
+        if hasattr(base, "key"):
+            handles.append(plt.Line2D([], [], marker="P", color="goldenrod", linestyle="none", label="key"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize="small")
     fig.tight_layout(rect=(0, 0.08, 1, 0.97))
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
