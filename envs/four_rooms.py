@@ -7,6 +7,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from mlsh_envs.state import FieldStateMixin
+
 __all__ = ["FOUR_ROOMS_LAYOUT", "FOUR_ROOMS_PAPER_GOALS", "FOUR_ROOMS_PAPER_TEST_GOALS", "FourRoomsEnv"]
 
 #: The 13 x 13 layout of Sutton, Precup and Singh (1999): ``w`` is a wall, 104 cells are free.
@@ -36,7 +38,7 @@ FOUR_ROOMS_PAPER_GOALS: tuple[tuple[int, int], ...] = (
 FOUR_ROOMS_PAPER_TEST_GOALS: tuple[tuple[int, int], ...] = ((8, 11), (9, 8), (10, 10), (11, 7))
 
 
-class FourRoomsEnv(gym.Env):
+class FourRoomsEnv(FieldStateMixin, gym.Env):
     """
     The four-rooms grid world: 13 x 13 cells, 104 of them free, four rooms joined by four hallways.
     The agent starts in the east hallway (row 7, column 9) and moves up, down, left or right; with probability
@@ -68,6 +70,8 @@ class FourRoomsEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.int64)
     START = (7, 9)
+
+    STATE_FIELDS = ("task", "_next_task", "agent")
 
     def __init__(
         self, slip_prob: float = 1.0 / 3.0, goals: str = "paper", slip_rule: str = "replace", render_mode: str | None = None
@@ -137,6 +141,9 @@ class FourRoomsEnv(gym.Env):
 
     def get_task(self) -> tuple[int, int]:
         return self.task
+
+    def _state_restored(self) -> None:
+        self._distance = self._distances_to(self.task)
 
     def _distances_to(self, goal: tuple[int, int]) -> np.ndarray:
         distance = np.full(self.n_cells, -1, dtype=np.int64)

@@ -28,6 +28,8 @@ class KeyDoorEnv(MovementBanditsEnv):
     :param render_mode: ``"rgb_array"`` for a top-down picture.
     """
 
+    STATE_FIELDS = (*MovementBanditsEnv.STATE_FIELDS, "key", "has_key")
+
     def __init__(
         self,
         size: float = 400.0,

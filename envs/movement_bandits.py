@@ -6,10 +6,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from mlsh_envs.state import FieldStateMixin
+
 __all__ = ["MovementBanditsEnv"]
 
 
-class MovementBanditsEnv(gym.Env):
+class MovementBanditsEnv(FieldStateMixin, gym.Env):
     """
     A point agent starts at the centre of a 400 x 400 plane; each episode two goals are drawn uniformly in it.
     The task, which goal pays, is latent: reward is 1 on every step the agent is within 50 units of the
@@ -27,6 +29,8 @@ class MovementBanditsEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     MOVES = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float64)
+
+    STATE_FIELDS = ("task", "_next_task", "agent", "goals")
 
     def __init__(
         self, size: float = 400.0, step_size: float = 20.0, goal_radius: float = 50.0, render_mode: str | None = None

@@ -11,6 +11,8 @@ from gymnasium import spaces
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.utils import seeding
 
+from mlsh_envs.state import MujocoStateMixin
+
 __all__ = [
     "GYMNASIUM_ASSETS",
     "AntNavigationEnv",
@@ -101,7 +103,7 @@ def place_boxes(model: mujoco.MjModel, data: mujoco.MjData, body_ids: np.ndarray
     data.mocap_pos[model.body_mocapid[body_ids]] = positions
 
 
-class TaskResetMixin:
+class TaskResetMixin(MujocoStateMixin):
     """
     The task protocol's reset for MuJoCo families: seed first (so that the task may be applied with ``np_random``),
     switch to the task given by ``set_task`` and apply it (``_apply_task``), then let the base env reset.

@@ -35,6 +35,7 @@ from sb3_mlsh.normalization import RewardScaler
 from sb3_mlsh.observation import ObsExclude, SubPolicyView
 from sb3_mlsh.policies import SubPolicyBankPolicy, SubPolicyOptimizer, subpolicy_observation_space
 from sb3_mlsh.rollout import RolloutResult, TwoLevelCollector, _all_finite, select_envs
+from sb3_mlsh.run_state import capture_envs, restore_envs
 from sb3_mlsh.serialization import ModelFileError, UntrustedValueError, decode, encode, read_model_zip
 from sb3_mlsh.tasks import TaskProtocolError, TaskSampler, as_task_sampler
 from sb3_mlsh.trainer import JOINT, WARMUP, MLSHMetaTrainer
@@ -1064,6 +1065,7 @@ class MLSH(BaseAlgorithm):
             # SB3's minibatch shuffling draws from the global NumPy generator: restore it too for an exact resume.
             "numpy_rng_state": np.random.get_state(),
             "python_rng_state": random.getstate(),
+            "run_state": self._run_state(),
         }
         pytorch_variables = {"torch_rng_state": th.get_rng_state()}
         params = self.get_parameters()
@@ -1099,6 +1101,20 @@ class MLSH(BaseAlgorithm):
         os.umask(umask)
         os.chmod(tmp.name, 0o666 & ~umask)
         os.replace(tmp.name, path)
+
+    def _run_state(self) -> dict[str, Any] | None:
+        """
+        The envs' episodes in progress and the last observations, between iterations of a single-process run: with
+        them a loaded model continues exactly where the saved one stopped. None inside an iteration (a save there holds
+        the last completed iteration, whose envs have moved on) or for envs whose state cannot be captured.
+        """
+        if self._dist is not None or self._last_obs is None or self.num_timesteps != self._completed_timesteps:
+            return None
+        assert self.env is not None
+        env_states = capture_envs(self.env)
+        if env_states is None:
+            return None
+        return {"envs": env_states, "last_obs": self._last_obs, "last_episode_starts": self._last_episode_starts}
 
     @classmethod
     def load(  # type: ignore[override]
@@ -1202,6 +1218,13 @@ class MLSH(BaseAlgorithm):
             model.trainer.load_state_dict(data["trainer"])
         if model._dist is None:
             model.collector.rng.bit_generator.state = data["collector_rng"]
+        run_state = data.get("run_state")
+        same_envs = same_groups and task_sampler is None and model.n_envs == data["init_kwargs"].get("n_envs", model.n_envs)
+        restorable = run_state is not None and model._dist is None and same_envs and model.env is not None
+        if run_state is not None and restorable and restore_envs(model.env, run_state["envs"]):  # type: ignore[arg-type]
+            # The envs continue their episodes: the next learn() starts where the saved model stopped.
+            model._last_obs = run_state["last_obs"]
+            model._last_episode_starts = run_state["last_episode_starts"]
         if model.collector.reward_scaler is not None and data.get("reward_scaler") is not None:
             model.collector.reward_scaler.load_state_dict(data["reward_scaler"])
         model.subpolicy_learner._n_updates, *master_updates = data["learner_updates"]

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch as th
 from run_folders import checkpoint_steps, wait_for_checkpoints
 from stable_baselines3.common.callbacks import BaseCallback
@@ -171,3 +172,38 @@ def test_save_load_then_learn_continues_the_schedule_of_an_uninterrupted_run(tmp
     # Same iterations, tasks, phases and master resets as without the interruption (tasks change every W + U = 3).
     assert interrupted == uninterrupted
     assert {g[2] for _, _, groups in uninterrupted for g in groups} >= {1, 2, 3}
+
+
+def _all_tensors(model: MLSH) -> dict:
+    return {key: value for key, value in _flatten(model.get_parameters()).items() if th.is_tensor(value)}
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs", "iteration_steps"),
+    [
+        ("mlsh/MovementBandits-v0", dict(n_envs=2, n_steps=60, macro_duration=10), 120),
+        ("mlsh/FourRooms-v0", dict(n_envs=2, n_steps=60, macro_duration=25, n_subpolicies=4), 120),
+        (
+            "mlsh/AntTwowalk-v0",
+            dict(n_envs=2, n_steps=300, macro_duration=100, normalize_reward=True, subpolicy_obs_exclude=[0, 1]),
+            600,
+        ),
+    ],
+)
+def test_save_load_continue_is_the_uninterrupted_run_bit_for_bit(tmp_path, env_id, kwargs, iteration_steps):
+    def make() -> MLSH:
+        return MLSH("MlpPolicy", env_id, seed=3, warmup_iterations=1, joint_iterations=1, device="cpu", **kwargs)
+
+    uninterrupted = make()
+    uninterrupted.learn(4 * iteration_steps)
+    first = make()
+    first.learn(2 * iteration_steps)
+    first.save(tmp_path / "half.zip")
+    th.manual_seed(123)  # disturb the generators: load restores them, and the envs' episodes
+    np.random.seed(123)
+    resumed = MLSH.load(tmp_path / "half.zip", device="cpu")
+    resumed.learn(2 * iteration_steps, reset_num_timesteps=False)
+    expected, got = _all_tensors(uninterrupted), _all_tensors(resumed)
+    assert expected.keys() == got.keys()
+    assert [key for key in expected if not th.equal(expected[key], got[key])] == []
+    np.testing.assert_equal(resumed.iteration_log[-1], uninterrupted.iteration_log[-1])
