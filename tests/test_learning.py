@@ -66,6 +66,7 @@ def test_ant_twowalk_subpolicies_learn_to_walk_on_a_ci_budget():
                 obs, reward, terminated, truncated, _ = env.step(model.subpolicy_predict(obs, k, deterministic=True))
                 returns[k, task] += reward
                 done = terminated or truncated
-    # Zero torques: -506 (envs/README.md); untrained sub-policies: -490 to -580. A real improvement for some sub-policy
-    # on some target: it walks towards it.
-    assert returns.max() > -430, returns
+    # Zero torques: -506 ± 18 (envs/README.md); untrained sub-policies: -490 to -580. Measured here (2 cores): the best
+    # sub-policy and target -372 with seed 0, -416 with seed 1. A real improvement for some sub-policy on some target:
+    # it walks towards it.
+    assert returns.max() > -455, returns
