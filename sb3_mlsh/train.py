@@ -306,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
         "its LOCAL_RANK when every process has one (NCCL), else on the CPU (gloo).",
     )
     parser.add_argument("--no-progress", action="store_true", help="Do not show the progress bar.")
+    parser.add_argument(
+        "--trusted",
+        action="store_true",
+        help="With --resume: unpickle what the checkpoint stores pickled (checkpoints of sb3-mlsh 0.1); only for files "
+        "you trust, since unpickling runs code from the file.",
+    )
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1], help="0: quiet, 1: log tables.")
     return parser
 
@@ -390,6 +396,7 @@ def main(argv: list[str] | None = None) -> MLSH:
         # Append to the Monitor CSVs: the episodes before the interruption stay in the learning curve.
         model = MLSH.load(
             source,
+            trusted=args.trusted,
             verbose=args.verbose,
             tensorboard_log=run_folder,
             monitor_dir=run_folder,
