@@ -8,7 +8,7 @@ import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_mlsh.tasks import TaskSampler
+from sb3_mlsh.tasks import TaskProtocolError, TaskSampler
 
 __all__ = ["JOINT", "WARMUP", "MLSHMetaTrainer", "TaskGroup"]
 
@@ -141,9 +141,20 @@ class MLSHMetaTrainer:
         group.tasks_started += 1
         indices = group.env_indices.tolist()
         self.env.env_method("set_task", group.task, indices=indices)
+        self._check_spaces(group.task, indices)
         if not reset_envs:
             return None
         return [obs for obs, _info in self.env.env_method("reset", indices=indices)]
+
+    def _check_spaces(self, task: Any, indices: list[int]) -> None:
+        """Refuse a task whose envs changed their spaces: the learners' networks are built for the first task's."""
+        for name, expected in (("observation_space", self.env.observation_space), ("action_space", self.env.action_space)):
+            for index, space in zip(indices, self.env.get_attr(name, indices=indices)):
+                if space != expected:
+                    raise TaskProtocolError(
+                        f"Task {task!r} changed the {name} of env {index} to {space}; MLSH's networks take {expected}. "
+                        "Every task of a family must share one observation and action space: fix set_task()."
+                    )
 
     def start(self) -> None:
         """Give every group its first task (applied at the env reset that starts learning)."""

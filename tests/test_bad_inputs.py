@@ -194,3 +194,23 @@ def test_nan_in_a_final_observation_names_the_env():
         NonFiniteError, match=r"Env 0 returned a non-finite final observation of an episode .*TransformObservation"
     ):
         model.learn(64)
+
+
+class LateSpaceShiftEnv(ToyTaskEnv):
+    """Tasks 0-1 keep the spaces; task 2, drawn only later, changes the observation shape."""
+
+    def sample_tasks(self, n: int, split: str | None = None) -> list[int]:
+        return [2] * n if getattr(self, "_late", False) else [0] * n
+
+    def set_task(self, task: int) -> None:
+        super().set_task(task)
+        if task == 2:
+            self.observation_space = spaces.Box(-10.0, 10.0, shape=(5,), dtype=np.float32)
+
+
+def test_a_later_task_that_changes_the_spaces_is_refused_when_it_starts():
+    model = small_model(lambda: gym.wrappers.TimeLimit(LateSpaceShiftEnv(), 7), warmup_iterations=1, joint_iterations=0)
+    model.learn(32)
+    model.task_sampler.probe_env.unwrapped._late = True  # the sampler's env draws the tasks
+    with pytest.raises(TaskProtocolError, match=r"Task 2 changed the observation_space of env 0 to Box.*fix set_task"):
+        model.learn(64, reset_num_timesteps=False)
