@@ -29,7 +29,13 @@ __all__ = ["main", "run_episode"]
 
 
 def run_episode(
-    model: MLSH, env: gym.Env, seed: int, subpolicy: int | None = None, deterministic: bool = True, frames: list | None = None
+    model: MLSH,
+    env: gym.Env,
+    seed: int,
+    subpolicy: int | None = None,
+    deterministic: bool = True,
+    frames: list | None = None,
+    render_every: int = 1,
 ) -> tuple[float, list[int]]:
     """
     One episode of the model (its master and sub-policies), or of one sub-policy alone.
@@ -39,14 +45,16 @@ def run_episode(
     :param seed: Seed of the episode's reset.
     :param subpolicy: Run this sub-policy alone instead of the master's choices.
     :param deterministic: Use the modes of the distributions.
-    :param frames: Where rendered frames go (None: no rendering).
+    :param frames: Where rendered frames go, as ``(step, image)`` (None: no rendering).
+    :param render_every: Render every this many steps (rendering costs more than a MuJoCo step).
     :return: The return and the active sub-policy of every step.
     """
     obs, _ = env.reset(seed=seed)
-    state, total, active, done, start = None, 0.0, [], False, True
+    state, total, active, done, start, step = None, 0.0, [], False, True, 0
     while not done:
-        if frames is not None:
-            frames.append(env.render())
+        if frames is not None and step % render_every == 0:
+            frames.append((step, env.render()))
+        step += 1
         if subpolicy is None:
             action, state = model.predict(obs, state=state, episode_start=np.array([start]), deterministic=deterministic)
             active.append(int(state[0, 0]))
@@ -64,15 +72,14 @@ def _parse_task(text: str) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _save_gif(frames: list[np.ndarray], path: str, fps: int, max_frames: int) -> None:
+def _save_gif(frames: list[tuple[int, np.ndarray]], path: str, fps: int, render_every: int) -> None:
     from PIL import Image
 
-    step = max(1, len(frames) // max_frames)
-    images = [Image.fromarray(frame) for frame in frames[::step]]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 * step / fps), loop=0)
+    images = [Image.fromarray(frame) for _, frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 * render_every / fps), loop=0)
 
 
-def _save_filmstrip(strips: list[list[np.ndarray]], returns: list[float], path: str, columns: int) -> None:
+def _save_filmstrip(strips: list[list[tuple[int, np.ndarray]]], returns: list[float], path: str, columns: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,13 +90,14 @@ def _save_filmstrip(strips: list[list[np.ndarray]], returns: list[float], path: 
         picks = np.linspace(0, len(frames) - 1, columns).astype(int)
         for column, index in enumerate(picks):
             ax = axes[row, column]
-            ax.imshow(frames[index])
+            step, image = frames[index]
+            ax.imshow(image)
             ax.set_xticks([])
             ax.set_yticks([])
             if column == 0:
                 ax.set_ylabel(f"sub-policy {row}\nreturn {returns[row]:.1f}", fontsize="small")
             if row == 0:
-                ax.set_title(f"step {index}", fontsize="small")
+                ax.set_title(f"step {step}", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -146,11 +154,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         env.get_wrapper_attr("set_task")(task)
     deterministic = not args.stochastic
     returns: list[float] = []
+    length = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 1000
     if args.skills:
-        strips: list[list[np.ndarray]] = []
+        strips: list[list[tuple[int, np.ndarray]]] = []
+        every = max(1, length // max(1, args.frames - 1))  # only the frames the filmstrip shows
         for k in range(model.n_subpolicies):
-            frames: list[np.ndarray] | None = [] if recording else None
-            total, _ = run_episode(model, env, args.seed, subpolicy=k, deterministic=deterministic, frames=frames)
+            frames: list[tuple[int, np.ndarray]] | None = [] if recording else None
+            total, _ = run_episode(
+                model, env, args.seed, subpolicy=k, deterministic=deterministic, frames=frames, render_every=every
+            )
             returns.append(total)
             strips.append(frames or [])
             print(f"sub-policy {k} alone on task {task}: return {total:.2f}")
@@ -158,14 +170,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             _save_filmstrip(strips, returns, recording, args.frames)
     else:
         frames = [] if recording else None
+        every = max(1, (length * args.episodes) // 300)  # at most about 300 frames in the GIF
         for episode in range(args.episodes):
-            total, active = run_episode(model, env, args.seed + episode, deterministic=deterministic, frames=frames)
+            total, active = run_episode(
+                model, env, args.seed + episode, deterministic=deterministic, frames=frames, render_every=every
+            )
             returns.append(total)
             usage = np.bincount(active, minlength=model.n_subpolicies) / len(active)
             print(f"episode {episode}: return {total:.2f}, sub-policy usage {np.round(usage, 2).tolist()}")
         print(f"task {task}: mean return {np.mean(returns):.2f} over {args.episodes} episodes")
         if recording and frames:
-            _save_gif(frames, recording, args.fps, max_frames=300)
+            _save_gif(frames, recording, args.fps, every)
     if recording:
         print(f"Recording: {recording}")
     return {"task": task, "returns": returns, "recording": recording}
