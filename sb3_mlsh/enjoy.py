@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     length = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 1000
     if args.skills:
         strips: list[list[tuple[int, np.ndarray]]] = []
-        every = max(1, length // max(1, args.frames - 1))  # only the frames the filmstrip shows
+        every = max(1, length // max(1, args.frames))  # only the frames the filmstrip shows (and one more)
         for k in range(model.n_subpolicies):
             frames: list[tuple[int, np.ndarray]] | None = [] if recording else None
             total, _ = run_episode(
