@@ -110,21 +110,6 @@ def test_share_scaled_steps_shrink_the_step_of_a_rarely_used_subpolicy():
     assert scaled.optimizer.param_groups[1]["lr"] == plain.optimizer.param_groups[1]["lr"] == 1e-3
 
 
-def test_optimizer_state_of_release_0_1_0_loads():
-    # 0.1.0 saved one optimizer per sub-policy: {"subpolicies": [state of sub-policy 0's Adam, ...]}.
-    th.manual_seed(0)
-    bank = make_bank(2, spaces.Discrete(3))
-    _one_step(bank, *_mixed_batch())
-    merged = bank.optimizer.optimizer.state_dict()
-    states, groups = merged["state"], merged["param_groups"]
-    legacy = {"subpolicies": [{"state": {0: states[k]}, "param_groups": [{**groups[k], "params": [0]}]} for k in range(2)]}
-    fresh = make_bank(2, spaces.Discrete(3))
-    fresh.optimizer.load_state_dict(legacy)
-    for k in range(2):
-        for key, value in bank.optimizer.subpolicy_state(k)[0].items():
-            th.testing.assert_close(fresh.optimizer.subpolicy_state(k)[0][key], value)
-
-
 def _mixed_batch() -> tuple[th.Tensor, th.Tensor]:
     index = th.tensor([0, 1] * 8)
     obs = th.cat([th.rand(16, 4), th.nn.functional.one_hot(index, 2).float()], dim=1)
