@@ -516,10 +516,13 @@ def main(argv: list[str] | None = None) -> MLSH:
         returns = [info["r"] for info in model.ep_info_buffer]
         png = plot_run(run_folder, title=f"MLSH on {env_id}")
         steps = model.num_timesteps - start_steps
+        summary = (
+            f"Mean return of the last {len(returns)} episodes: {np.mean(returns):.2f}." if returns else "No episode ended."
+        )
         print(
             f"Done: {steps} steps in {elapsed:.0f} s ({steps / max(elapsed, 1e-9):.0f} steps/s)"
             + (f", {model.num_timesteps} in all" if args.resume else "")
-            + (f". Mean return of the last {len(returns)} episodes: {np.mean(returns):.2f}.\n" if returns else ". No episode ended.\n")
+            + f". {summary}\n"
             f"Model: {os.path.join(run_folder, 'model.zip')}\nLearning curve: {png}"
         )
     if distributed:
