@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> MLSH:
         model.save(os.path.join(run_folder, "model.zip"))
     elapsed = time.time() - start
     if main_process:
-        returns = [info["r"] for info in model.ep_info_buffer]
+        returns = [info["r"] for info in model.ep_info_buffer or []]
         png = plot_run(run_folder, title=f"MLSH on {env_id}")
         steps = model.num_timesteps - start_steps
         summary = (
