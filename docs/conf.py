@@ -5,7 +5,6 @@ import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 with open(os.path.join(ROOT, "sb3_mlsh", "version.txt")) as version_file:
     release = version_file.read().strip()

@@ -15,9 +15,6 @@ import os
 import sys
 from typing import Any
 
-if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-    os.environ["MUJOCO_GL"] = "egl"  # before mujoco is imported (by mlsh_envs)
-
 import gymnasium as gym
 import numpy as np
 import torch as th
@@ -131,6 +128,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """
     args = build_parser().parse_args(argv)
     th.set_num_threads(1)
+    if args.record and "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY") and "mujoco" not in sys.modules:
+        os.environ["MUJOCO_GL"] = "egl"  # offscreen rendering; MuJoCo reads it when it is first imported (by mlsh_envs)
     import mlsh_envs
 
     model = MLSH.load(args.model, args.env, task_groups=1, n_envs=1, seed=args.seed, trusted=args.trusted, device="cpu")
