@@ -98,7 +98,9 @@ class IterationReturns(BaseCallback):
         self._returns, self._distances = [], []
 
 
-def fixed_task_env(env_id: str, task: Any, n_envs: int, seed: int, normalize_reward: bool = False):
+def fixed_task_env(env_id: str, task: Any, n_envs: int, seed: int, reward_gamma: float | None = None):
+    """:param reward_gamma: Scale rewards as MLSH's ``normalize_reward`` does, with this discount (None: raw rewards)."""
+
     def factory() -> gym.Env:
         env = gym.make(env_id)
         env.get_wrapper_attr("set_task")(task)
@@ -106,7 +108,7 @@ def fixed_task_env(env_id: str, task: Any, n_envs: int, seed: int, normalize_rew
 
     env = make_vec_env(factory, n_envs=n_envs, seed=seed)
     # MLSH's normalize_reward is VecNormalize's reward scaling: PPO from scratch gets the same.
-    return VecNormalize(env, norm_obs=False, norm_reward=True, gamma=0.98) if normalize_reward else env
+    return env if reward_gamma is None else VecNormalize(env, norm_obs=False, norm_reward=True, gamma=reward_gamma)
 
 
 def ppo_kwargs(n_steps: int, seed: int, hyperparams: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -238,7 +240,8 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
                 model.adapt(task, adapt_steps, update_subpolicies=ADAPT_MODES[method], callback=callback)
             else:
                 normalize = scratch_settings is not None and bool(kwargs.get("normalize_reward"))
-                env = fixed_task_env(target, task, args.n_envs, seed, normalize_reward=normalize)
+                gamma = {**SUBPOLICY_DEFAULTS, **kwargs.get("subpolicy_kwargs", {})}["gamma"] if normalize else None
+                env = fixed_task_env(target, task, args.n_envs, seed, reward_gamma=gamma)
                 if method == "shared":
                     learner = PPO.load(shared_path, env=env, device="cpu")
                 else:
