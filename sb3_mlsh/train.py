@@ -473,17 +473,15 @@ def main(argv: list[str] | None = None) -> MLSH:
             progress_bar=not args.no_progress,
         )
         finished = stopper is None or stopper.received is None
-    except OSError as error:
-        if error.errno != errno.ENOSPC:
-            raise
-        raise SystemExit(
-            f"error: the disk is full ({error.strerror}); nothing was half-written: the checkpoints in {run_folder} and "
-            f"its iterations.csv are intact. Free some space, then resume with: python -m sb3_mlsh.train --resume "
-            f"{run_folder}"
-        ) from None
-    except Exception as error:
+    except Exception as error:  # a lost peer may surface as any error, an OSError (reset connection) included
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise SystemExit(
+                f"error: the disk is full ({error.strerror}); nothing was half-written: the checkpoints in {run_folder} "
+                f"and its iterations.csv are intact. Free some space, then resume with: python -m sb3_mlsh.train --resume "
+                f"{run_folder}"
+            ) from None
         if not distributed:
-            raise
+            raise  # in one process an error keeps its traceback
         mlsh_distributed.mark_stopping()
         rank = th.distributed.get_rank()
         first_line = (str(error).strip().splitlines() or [""])[0]
