@@ -14,7 +14,7 @@ setup(
     description="Meta Learning Shared Hierarchies (MLSH) for Stable-Baselines3",
     long_description=long_description,
     long_description_content_type="text/markdown",
-    packages=["sb3_mlsh", "mlsh_envs"],
+    packages=["sb3_mlsh", "sb3_mlsh.mlsh", "sb3_mlsh.common", "sb3_mlsh.distributed", "sb3_mlsh.cli", "mlsh_envs"],
     package_dir={"sb3_mlsh": "sb3_mlsh", "mlsh_envs": "envs"},
     package_data={"sb3_mlsh": ["version.txt", "py.typed", "hyperparams/*.yml"], "mlsh_envs": ["assets/*.xml"]},
     python_requires=">=3.10",
@@ -38,7 +38,7 @@ setup(
         "zoo": ["rl_zoo3>=2.4,<3.0"],
         "docs": ["sphinx>=8.0", "furo", "myst-parser>=4.0"],
     },
-    entry_points={"console_scripts": ["sb3-mlsh-train=sb3_mlsh.train:main"]},
+    entry_points={"console_scripts": ["sb3-mlsh-train=sb3_mlsh.cli.train:run"]},
     license="MIT",
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
 )

@@ -35,7 +35,7 @@ from transfer import RESULTS, specialised, subpolicy_task_returns
 
 from mlsh_envs import make_task_sampler
 from sb3_mlsh import MLSH
-from sb3_mlsh.train import load_hyperparams, override_hyperparams, parse_hyperparams
+from sb3_mlsh.cli.hyperparams import load_hyperparams, override_hyperparams, parse_hyperparams
 
 TASKS = (0, 1)
 

@@ -45,8 +45,8 @@ def _worker(args: argparse.Namespace) -> None:
 
     import mlsh_envs  # noqa: F401  (registers the families)
     from sb3_mlsh import MLSH
-    from sb3_mlsh import distributed as mlsh_distributed
-    from sb3_mlsh.train import load_hyperparams, parse_hyperparams
+    from sb3_mlsh.cli.hyperparams import load_hyperparams, parse_hyperparams
+    from sb3_mlsh.distributed import launch as mlsh_distributed
 
     th.set_num_threads(1)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -102,8 +102,8 @@ def _worker(args: argparse.Namespace) -> None:
         "subpolicy_parameters": model.policy.theta.numel(),
         "master_parameters": sum(p.numel() for p in model.master.policy.parameters()),
     }
-    if model._dist is not None:
-        report["comm"] = model._dist.comm_stats
+    if model.context.distributed:
+        report["comm"] = model.context.comm_stats
         probe = {}
         for n in PROBE_FLOATS:
             tensor = th.zeros(n)

@@ -27,7 +27,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import mlsh_envs
 from sb3_mlsh import MLSH
-from sb3_mlsh.train import load_hyperparams, override_hyperparams, parse_hyperparams
+from sb3_mlsh.cli.hyperparams import load_hyperparams, override_hyperparams, parse_hyperparams
 
 GRID_FAMILIES = ("mlsh/MovementBandits-v0", "mlsh/KeyDoor-v0", "mlsh/FourRooms-v0")
 

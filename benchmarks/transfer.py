@@ -45,8 +45,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 import mlsh_envs
 from mlsh_envs import make_task_sampler
 from sb3_mlsh import MLSH
-from sb3_mlsh.mlsh import SUBPOLICY_DEFAULTS
-from sb3_mlsh.train import load_hyperparams, override_hyperparams, parse_hyperparams
+from sb3_mlsh.cli.hyperparams import load_hyperparams, override_hyperparams, parse_hyperparams
+from sb3_mlsh.mlsh.mlsh import SUBPOLICY_DEFAULTS
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 METHODS = ("mlsh", "mlsh_joint", "ppo_scratch", "shared", "mlsh_untrained", "mlsh_paper")

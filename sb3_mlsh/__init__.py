@@ -2,12 +2,13 @@
 
 import os
 
-from sb3_mlsh.mlsh import MLSH, ModelFileError
-from sb3_mlsh.policies import SubPolicyBankPolicy
-from sb3_mlsh.tasks import TaskProtocolError, TaskSampler, check_task_protocol
-from sb3_mlsh.trainer import MLSHMetaTrainer
-from sb3_mlsh.type_aliases import NonFiniteError
-from sb3_mlsh.wrappers import MacroActionWrapper
+from sb3_mlsh.common.bank import SubPolicyBankPolicy
+from sb3_mlsh.common.schedule import MLSHMetaTrainer
+from sb3_mlsh.common.serialization import ModelFileError
+from sb3_mlsh.common.tasks import TaskProtocolError, TaskSampler, check_task_protocol
+from sb3_mlsh.common.type_aliases import NonFiniteError
+from sb3_mlsh.common.wrappers import MacroActionWrapper
+from sb3_mlsh.mlsh import MLSH
 
 with open(os.path.join(os.path.dirname(__file__), "version.txt")) as _version_file:
     __version__ = _version_file.read().strip()

@@ -1,108 +1,15 @@
-"""The SB3 surface of MLSH: save/load, predict, logging, callbacks, the MacroActionWrapper, and clear errors."""
-
-import io
-import os
-import zipfile
+"""The SB3 surface of MLSH: arguments, envs, logging, callbacks, threads, the MacroActionWrapper, and clear errors."""
 
 import gymnasium as gym
-import numpy as np
 import pandas as pd
 import pytest
 import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import configure
-from toy_envs import MultiDiscreteActionEnv, NaNRewardEnv, NoProtocolEnv, SpaceShiftEnv, ToyTaskEnv, make_toy
+from toy_envs import MultiDiscreteActionEnv, NaNRewardEnv, NoProtocolEnv, SpaceShiftEnv, ToyTaskEnv, make_toy, small_model
 
-from sb3_mlsh import MLSH, MacroActionWrapper, ModelFileError, NonFiniteError, TaskProtocolError, TaskSampler
-
-
-def small_model(**kwargs) -> MLSH:
-    defaults = dict(n_envs=2, n_steps=16, macro_duration=4, warmup_iterations=1, joint_iterations=1, seed=0)
-    defaults.update(kwargs)
-    return MLSH("MlpPolicy", defaults.pop("factory", make_toy()), **defaults)
-
-
-def rollout_actions(model: MLSH, n: int = 30) -> tuple[np.ndarray, np.ndarray]:
-    env = ToyTaskEnv()
-    obs, _ = env.reset(seed=5)
-    state, actions, states = None, [], []
-    for step in range(n):
-        action, state = model.predict(obs, state=state, episode_start=np.array([step == 0]), deterministic=True)
-        actions.append(action)
-        states.append(state.copy())
-        obs, *_ = env.step(action)
-    return np.array(actions), np.array(states)
-
-
-def test_save_load_predicts_identically_and_training_continues(tmp_path):
-    model = small_model(n_subpolicies=3)
-    model.learn(3 * 32)
-    path = tmp_path / "mlsh_model"
-    model.save(path)
-    assert (tmp_path / "mlsh_model.zip").exists()
-    loaded = MLSH.load(path, make_toy())  # an env factory is not stored safely: give it again
-    for expected, got in zip(rollout_actions(model), rollout_actions(loaded)):
-        np.testing.assert_array_equal(expected, got)
-    assert loaded.num_timesteps == model.num_timesteps == 96
-    assert loaded.trainer.state_dict()["groups"] == model.trainer.state_dict()["groups"]
-    loaded.learn(64, reset_num_timesteps=False)
-    assert loaded.num_timesteps == 160 and loaded.iteration == 5
-    buffer = io.BytesIO()
-    loaded.save(buffer)
-    buffer.seek(0)
-    assert MLSH.load(buffer, make_toy()).num_timesteps == 160
-
-
-def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
-    model = small_model()
-    path = tmp_path / "model.zip"
-    model.save(path)
-    good = path.read_bytes()
-
-    def crash(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr("os.fsync", crash)
-    with pytest.raises(OSError, match="disk full"):
-        model.save(path)
-    assert path.read_bytes() == good
-    assert [p.name for p in tmp_path.iterdir()] == ["model.zip"]
-
-
-def test_predict_state_carries_subpolicy_and_steps_left():
-    model = small_model(macro_duration=4)
-    _, states = rollout_actions(model, n=12)
-    np.testing.assert_array_equal(states[:, 0, 1], [3, 2, 1, 0] * 3)
-    for start in (0, 4, 8):
-        assert len(set(states[start : start + 4, 0, 0].tolist())) == 1  # k fixed within a macro-step
-    batch = np.stack([ToyTaskEnv().reset(seed=s)[0] for s in range(3)])
-    batch_actions, state = model.predict(batch)
-    assert batch_actions.shape == (3,) and state.shape == (3, 2)
-    _, state = model.predict(batch, state=state, episode_start=np.array([True, False, False]))
-    np.testing.assert_array_equal(state[:, 1], [3, 2, 2])
-
-
-def test_loading_a_corrupt_or_foreign_file_names_the_fix(tmp_path):
-    model = small_model()
-    model.save(tmp_path / "good.zip")
-    truncated = tmp_path / "truncated.zip"
-    truncated.write_bytes((tmp_path / "good.zip").read_bytes()[:500])
-    with pytest.raises(ModelFileError, match="truncated or corrupt"):
-        MLSH.load(truncated)
-    # Wherever the file is cut, the error says so (never "another algorithm's file").
-    good = (tmp_path / "good.zip").read_bytes()
-    for cut in np.linspace(1, len(good) - 1, 40).astype(int):
-        truncated.write_bytes(good[:cut])
-        with pytest.raises(ModelFileError, match="truncated or corrupt"):
-            MLSH.load(truncated, make_toy())
-    ppo = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16)
-    ppo.save(tmp_path / "ppo.zip")
-    with pytest.raises(ModelFileError, match="not an sb3-mlsh model"):
-        MLSH.load(tmp_path / "ppo.zip")
-    with pytest.raises(FileNotFoundError):
-        MLSH.load(tmp_path / "missing.zip")
-    assert zipfile.is_zipfile(tmp_path / "good.zip")
+from sb3_mlsh import MLSH, MacroActionWrapper, NonFiniteError, TaskProtocolError, TaskSampler
 
 
 @pytest.mark.parametrize(
@@ -216,12 +123,6 @@ def test_env_id_string_is_accepted_as_task_sampler():
     assert th.get_num_threads() >= 1
 
 
-def test_loading_parameters_of_another_architecture_names_the_fix(tmp_path):
-    small_model(n_subpolicies=2).save(tmp_path / "k2.zip")
-    with pytest.raises(ModelFileError, match="do not fit this model"):
-        MLSH.load(tmp_path / "k2.zip", make_toy(), n_subpolicies=3)
-
-
 def test_subprocess_envs_receive_their_tasks():
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
@@ -258,30 +159,6 @@ def test_learn_runs_on_one_torch_thread_and_restores_the_setting():
         th.set_num_threads(before)
 
 
-def test_untrusted_pickled_values_are_not_restored(tmp_path):
-    from sb3_mlsh.serialization import UntrustedValueError
-
-    model = small_model(subpolicy_kwargs=dict(learning_rate=lambda progress: 1e-3 * progress))
-    model.save(tmp_path / "own.zip")
-    # The env factory and the learning-rate function have no safe form: each is named, with the fix.
-    with pytest.raises(UntrustedValueError, match=r"subpolicy_kwargs.learning_rate .*MLSH.load\(path, subpolicy_kwargs="):
-        MLSH.load(tmp_path / "own.zip")
-    with pytest.raises(UntrustedValueError, match=r"task_sampler is a pickled .*MLSH.load\(path, task_sampler=...\)"):
-        MLSH.load(tmp_path / "own.zip", subpolicy_kwargs=dict(learning_rate=3e-4))
-    assert MLSH.load(tmp_path / "own.zip", make_toy(), subpolicy_kwargs=dict(learning_rate=3e-4)).num_timesteps == 0
-    trusted = MLSH.load(tmp_path / "own.zip", trusted=True)
-    assert trusted.subpolicy_kwargs["learning_rate"](0.5) == pytest.approx(5e-4)
-    assert MLSH.load(tmp_path / "own.zip", env=make_toy(), trusted=True).num_timesteps == 0
-    with pytest.raises(TypeError, match="MLSH builds its own VecEnv"):
-        MLSH.load(tmp_path / "own.zip", env=model.env)
-    # Files of 0.3 and earlier are SB3's pickles: refused with the way to convert them.
-    from stable_baselines3.common.save_util import save_to_zip_file
-
-    save_to_zip_file(tmp_path / "old.zip", data={"mlsh_format_version": 1, "init_kwargs": {"f": lambda: 0}}, params={})
-    with pytest.raises(ModelFileError, match=r"sb3-mlsh 0\.1, whose files hold pickles.*trusted=True"):
-        MLSH.load(tmp_path / "old.zip")
-
-
 def test_sb3_habits_get_pointed_to_the_right_place():
     with pytest.raises(TypeError, match=r"'learning_rate' is an argument of the two PPO learners: pass master_kwargs="):
         small_model(learning_rate=1e-3)
@@ -289,12 +166,3 @@ def test_sb3_habits_get_pointed_to_the_right_place():
         small_model(n_subpolicy=3)
     with pytest.raises(ValueError, match=r"master_kwargs\['learning_rat'\] is not an argument of SB3's PPO: did you mean"):
         small_model(master_kwargs=dict(learning_rat=0.1))
-
-
-def test_saved_files_get_the_usual_permissions(tmp_path):
-    old = os.umask(0o022)
-    try:
-        small_model().save(tmp_path / "model.zip")
-    finally:
-        os.umask(old)
-    assert (tmp_path / "model.zip").stat().st_mode & 0o777 == 0o644

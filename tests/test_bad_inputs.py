@@ -1,4 +1,4 @@
-"""Bad inputs that get a clear error or warning (see docs/bad_inputs.md), beyond those of test_api.py / test_train_cli.py."""
+"""Bad inputs that get a clear error or warning (see docs/bad_inputs.md), beyond those of test_api.py / test_run.py."""
 
 import re
 import subprocess
@@ -11,16 +11,10 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
-from toy_envs import ToyTaskEnv, make_toy
+from toy_envs import ToyTaskEnv, make_toy, small_model
 
 from sb3_mlsh import MLSH, NonFiniteError, TaskProtocolError
-from sb3_mlsh.train import HyperparameterError, load_hyperparams, parse_hyperparams
-
-
-def small_model(factory, **kwargs) -> MLSH:
-    defaults = dict(n_envs=2, n_steps=16, macro_duration=4, warmup_iterations=1, joint_iterations=1, seed=0)
-    defaults.update(kwargs)
-    return MLSH("MlpPolicy", factory, **defaults)
+from sb3_mlsh.cli.hyperparams import HyperparameterError, load_hyperparams, parse_hyperparams
 
 
 class BrokenSamplerEnv(ToyTaskEnv):

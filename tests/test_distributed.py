@@ -15,13 +15,9 @@ from run_folders import checkpoint_steps, wait_for_checkpoints
 from toy_envs import make_toy
 
 from sb3_mlsh import MLSH
-from sb3_mlsh.distributed import (
-    DistributedSubPolicyOptimizer,
-    check_layout,
-    pack_weighted_gradients,
-    unpack_weighted_gradients,
-)
-from sb3_mlsh.policies import SubPolicyOptimizer
+from sb3_mlsh.common.bank import SubPolicyOptimizer
+from sb3_mlsh.distributed.gradients import SubPolicyGradientAverager, pack_weighted_gradients, unpack_weighted_gradients
+from sb3_mlsh.distributed.launch import check_layout
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
@@ -123,7 +119,7 @@ def test_four_groups_over_two_processes_each_hosting_two(two_process_run):
 def test_saved_model_loads_and_predicts_in_one_process(two_process_run):
     out, records = two_process_run
     model = MLSH.load(out / "G2.zip", make_toy())
-    assert model._dist is None
+    assert not model.context.distributed
     assert model.task_groups == 2 and model.n_envs == 4  # all groups, and the envs of both processes
     assert th.equal(model.policy.theta, records[2][0][-1]["theta"])
     for rank in range(2):
@@ -202,21 +198,20 @@ def test_killed_rank_stops_the_run_with_a_resume_hint_then_resume_finishes(tmp_p
 
 
 # --------------------------------------------------------------------------------------------------- in one process
-class _FakeContext:
+def _fake_all_reduce(other: th.Tensor):
     """Stands in for the all-reduce: adds another process's message to this one's."""
 
-    def __init__(self, other: th.Tensor) -> None:
-        self.other = other
+    def all_reduce(message: th.Tensor) -> None:
+        message += other
 
-    def all_reduce_subpolicies(self, message: th.Tensor) -> None:
-        message += self.other
+    return all_reduce
 
 
-def _optimizer(n_subpolicies: int, size: int) -> tuple[th.nn.Parameter, SubPolicyOptimizer]:
+def _optimizer(n_subpolicies: int, size: int, my_counts: np.ndarray) -> tuple[th.nn.Parameter, SubPolicyOptimizer]:
     theta = th.nn.Parameter(th.zeros(n_subpolicies, size))
     base = SubPolicyOptimizer(
         [theta],
-        sample_counts=lambda: None,
+        sample_counts=lambda: my_counts,
         optimizer_class=th.optim.SGD,
         lr=1.0,
         max_grad_norm=float("inf"),
@@ -230,9 +225,9 @@ def test_subpolicy_gradients_are_averaged_weighted_by_sample_counts():
     mine, theirs = th.randn(3, 4, generator=gen), th.randn(3, 4, generator=gen)
     mine[2] = float("nan")  # a sub-policy this process did not use: its gradient must not leak, even as NaN
     my_counts, their_counts = np.array([2, 1, 0]), np.array([0, 3, 0])
-    theta, base = _optimizer(3, 4)
-    optimizer = DistributedSubPolicyOptimizer(
-        base, lambda: my_counts, _FakeContext(pack_weighted_gradients(theirs, th.tensor(their_counts)))
+    theta, optimizer = _optimizer(3, 4, my_counts)
+    optimizer.reduce_gradients = SubPolicyGradientAverager(
+        _fake_all_reduce(pack_weighted_gradients(theirs, th.tensor(their_counts)))
     )
     theta.grad = mine.clone()
     optimizer.step()  # SGD with lr 1: the step is minus the averaged gradient
@@ -241,11 +236,10 @@ def test_subpolicy_gradients_are_averaged_weighted_by_sample_counts():
     assert th.equal(theta[2], th.zeros(4))  # nobody used sub-policy 2: not stepped
 
     # A process in warmup (its minibatch weighs 0) is ignored: the others' gradient alone moves the sub-policies.
-    theta, base = _optimizer(3, 4)
-    optimizer = DistributedSubPolicyOptimizer(
-        base, lambda: my_counts, _FakeContext(pack_weighted_gradients(theirs, th.tensor(their_counts)))
-    )
-    optimizer.set_sample_weight(0)
+    theta, optimizer = _optimizer(3, 4, my_counts)
+    averager = SubPolicyGradientAverager(_fake_all_reduce(pack_weighted_gradients(theirs, th.tensor(their_counts))))
+    optimizer.reduce_gradients = averager
+    averager.set_weight(0)
     theta.grad = mine.clone()
     optimizer.step()
     assert th.equal(theta[0], th.zeros(4))
@@ -283,7 +277,8 @@ def test_single_process_run_never_imports_the_distributed_code():
     assert result.returncode == 0, result.stderr
     loaded = result.stdout.strip().splitlines()[-1]
     assert "sb3_mlsh.mlsh" in loaded
-    assert "sb3_mlsh.distributed" not in loaded
+    # One process has its context (sb3_mlsh.distributed.context) but none of the torch.distributed machinery.
+    assert all(f"sb3_mlsh.distributed.{name}" not in loaded for name in ("torch_context", "gradients", "launch"))
 
 
 @pytest.fixture
@@ -306,7 +301,7 @@ def test_distributed_mode_refuses_target_kl_and_adapt(one_process_group):
             distributed=True,
         )
     model = MLSH("MlpPolicy", make_toy(), n_envs=2, n_steps=8, macro_duration=4, seed=0, distributed=True)
-    assert model._dist is not None and model._dist.world_size == 1
+    assert model.context.distributed and model.context.world_size == 1
     model.learn(32)
     with pytest.raises(NotImplementedError, match="runs in one process"):
         model.adapt(0, total_timesteps=16)

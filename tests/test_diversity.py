@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
-from test_rollout_semantics import ledger_factory, make_model
+from test_rollout import ledger_factory, make_model
 from toy_envs import make_toy
 
 from sb3_mlsh import MLSH
-from sb3_mlsh.diversity import SkillDiscriminator
+from sb3_mlsh.common.diversity import SkillDiscriminator
 
 
 def _separable_rollout(n_subpolicies: int = 2, n_steps: int = 64, n_envs: int = 4) -> np.ndarray:

@@ -3,7 +3,7 @@
 import pytest
 
 from sb3_mlsh import MLSH
-from sb3_mlsh.enjoy import main
+from sb3_mlsh.cli.enjoy import main
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from mlsh_envs import make_task_sampler
 from sb3_mlsh import MLSH
-from sb3_mlsh.train import load_hyperparams, parse_hyperparams
+from sb3_mlsh.cli.hyperparams import load_hyperparams, parse_hyperparams
 
 pytestmark = pytest.mark.slow
 

@@ -4,17 +4,11 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
-from toy_envs import make_toy
+from toy_envs import make_toy, small_model
 
 from sb3_mlsh import MLSH
-from sb3_mlsh.normalization import RewardScaler
-from sb3_mlsh.observation import SubPolicyView
-
-
-def small_model(policy: str = "MlpPolicy", **kwargs) -> MLSH:
-    defaults = dict(n_envs=2, n_steps=16, macro_duration=4, warmup_iterations=1, joint_iterations=1, seed=0)
-    defaults.update(kwargs)
-    return MLSH(policy, defaults.pop("factory", make_toy()), **defaults)
+from sb3_mlsh.common.normalization import RewardScaler
+from sb3_mlsh.common.observation import SubPolicyView
 
 
 def test_box_view_keeps_the_other_entries_in_order():
@@ -81,7 +75,7 @@ def test_subpolicies_see_the_view_and_the_master_everything(tmp_path):
 
 
 def test_dict_observation_view_trains():
-    model = small_model("MultiInputPolicy", factory=make_toy(dict_obs=True), subpolicy_obs_exclude=["position"])
+    model = small_model(make_toy(dict_obs=True), "MultiInputPolicy", subpolicy_obs_exclude=["position"])
     assert set(model.subpolicy_learner.observation_space.spaces) == {"phase", "subpolicy"}
     model.learn(64)
     assert set(model.subpolicy_learner.rollout_buffer.observations) == {"phase", "subpolicy"}

@@ -3,9 +3,9 @@
 import pytest
 
 from sb3_mlsh import MLSH
-from sb3_mlsh.plot import main
-from sb3_mlsh.plots import plot_run, plot_trajectories
-from sb3_mlsh.train import main as train
+from sb3_mlsh.cli.plot import main
+from sb3_mlsh.cli.train import main as train
+from sb3_mlsh.common.plotting import plot_run, plot_trajectories
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

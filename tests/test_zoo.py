@@ -9,8 +9,8 @@ pytest.importorskip("rl_zoo3")
 pytest.importorskip("optuna")
 
 from sb3_mlsh import MLSH
-from sb3_mlsh.train import load_hyperparams
-from sb3_mlsh.zoo import ZooMLSH, main, register
+from sb3_mlsh.cli.hyperparams import load_hyperparams
+from sb3_mlsh.cli.zoo import ZooMLSH, main, register
 
 ENV_ID = "mlsh/MovementBandits-v0"
 TINY = ["-params", "n_envs:2", "n_steps:50", "--verbose", "0"]
@@ -30,7 +30,7 @@ def test_train_through_the_zoo_entry_then_continue(tmp_path):
     run = tmp_path / "mlsh" / "mlsh-MovementBandits-v0_1"
     model = MLSH.load(run / "mlsh-MovementBandits-v0.zip")
     assert model.num_timesteps == 300 and model.n_envs == 2
-    # The hyperparameters come from sb3-mlsh's YAML (the zoo's --conf-file default in sb3_mlsh.zoo).
+    # The hyperparameters come from sb3-mlsh's YAML (the zoo's --conf-file default in sb3_mlsh.cli.zoo).
     assert model.task_sampler.env_id == ENV_ID
     assert model.warmup_iterations == load_hyperparams(ENV_ID)["warmup_iterations"]
     assert (run / "0.monitor.csv").exists() and (run / "evaluations.npz").exists()
@@ -57,7 +57,7 @@ def test_optuna_search_over_n_k_w_and_learning_rates(tmp_path):
 
 
 def test_search_space_follows_the_family():
-    from sb3_mlsh.zoo import search_space
+    from sb3_mlsh.cli.zoo import search_space
 
     bandits, ant = search_space("mlsh/MovementBandits-v0"), search_space("mlsh/AntMaze-v0")
     assert max(bandits["macro_duration"]) < 50 and max(ant["macro_duration"]) == 200

@@ -1,11 +1,14 @@
 """Small envs with the task protocol, built to make the semantics of MLSH observable in tests."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import TimeLimit
+
+if TYPE_CHECKING:
+    from sb3_mlsh import MLSH
 
 
 class ToyTaskEnv(gym.Env):
@@ -126,3 +129,25 @@ class MultiDiscreteActionEnv(ToyTaskEnv):
     def __init__(self) -> None:
         super().__init__()
         self.action_space = spaces.MultiDiscrete([2, 2])
+
+
+def small_model(factory: Any = None, policy: str = "MlpPolicy", **kwargs: Any) -> "MLSH":
+    """A small MLSH (2 envs x 16 steps, N = 4, W = U = 1, seed 0) on ``factory``'s envs (default: the toy family)."""
+    from sb3_mlsh import MLSH
+
+    defaults = dict(n_envs=2, n_steps=16, macro_duration=4, warmup_iterations=1, joint_iterations=1, seed=0)
+    defaults.update(kwargs)
+    return MLSH(policy, factory if factory is not None else make_toy(), **defaults)
+
+
+def rollout_actions(model: "MLSH", n: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """:return: ``model``'s deterministic actions and predict states over ``n`` steps of a toy env seeded 5."""
+    env = ToyTaskEnv()
+    obs, _ = env.reset(seed=5)
+    state, actions, states = None, [], []
+    for step in range(n):
+        action, state = model.predict(obs, state=state, episode_start=np.array([step == 0]), deterministic=True)
+        actions.append(action)
+        states.append(state.copy())
+        obs, *_ = env.step(action)
+    return np.array(actions), np.array(states)

@@ -221,6 +221,9 @@ class SubPolicyOptimizer:
             lr=lr,  # type: ignore[call-arg]  # every torch optimizer but the base class takes lr
             **optimizer_kwargs,
         )
+        #: Called with the stacked parameters and this process's sample counts before each step; replaces the gradients
+        #: by their average over the processes of a distributed run and returns the counts of all processes.
+        self.reduce_gradients: Callable[[Sequence[th.Tensor], np.ndarray], np.ndarray] | None = None
         #: Called with the stacked parameters before each step (e.g. a finiteness check that may refuse it).
         self.before_step: Callable[[Sequence[th.Tensor]], None] | None = None
 
@@ -243,9 +246,12 @@ class SubPolicyOptimizer:
 
     def step(self) -> None:
         """Clip and step each sub-policy that had samples in the last minibatch; leave the others untouched."""
-        if self.before_step is not None:
+        counts = self.sample_counts()
+        if self.reduce_gradients is not None:
+            counts = self.reduce_gradients(self.stacked_parameters, counts)
+        if self.before_step is not None:  # after averaging: every process decides alike
             self.before_step(self.stacked_parameters)
-        self._step_subpolicies(self.sample_counts())
+        self._step_subpolicies(counts)
 
     def _step_subpolicies(self, counts: np.ndarray) -> None:
         """
@@ -377,7 +383,9 @@ class SubPolicyBankPolicy(BasePolicy):
         self.share_scaled_steps = share_scaled_steps
         self.env_observation_space = self._env_space()
         self.features_dim = get_flattened_obs_dim(self.env_observation_space)
-        self._sample_counts = np.zeros(n_subpolicies, dtype=np.int64)
+        #: Samples of each sub-policy in the minibatch last evaluated (:meth:`evaluate_actions`): SB3's PPO evaluates a
+        #: minibatch, then steps the optimizer, which steps only these sub-policies.
+        self.minibatch_counts = np.zeros(n_subpolicies, dtype=np.int64)
         self._build(lr_schedule)
 
     def _env_space(self) -> spaces.Space:
@@ -418,7 +426,7 @@ class SubPolicyBankPolicy(BasePolicy):
                 self.theta[:, self.log_std_slice] = self.log_std_init
         self.optimizer = SubPolicyOptimizer(  # type: ignore[assignment]
             [self.theta],
-            sample_counts=lambda: self._sample_counts,
+            sample_counts=lambda: self.minibatch_counts,
             optimizer_class=self.optimizer_class,
             lr=lr_schedule(1),
             max_grad_norm=self.max_grad_norm,
@@ -539,7 +547,7 @@ class SubPolicyBankPolicy(BasePolicy):
         features, index = self.split_observation(obs)
         grouping = SampleGrouping(index, self.n_subpolicies) if self.actor.runs_grouped(len(index)) else None
         counts = th.bincount(index, minlength=self.n_subpolicies) if grouping is None else grouping.counts
-        self._sample_counts = counts.cpu().numpy()
+        self.minibatch_counts = counts.cpu().numpy()
         actor, critic, log_std = self.split_theta()
         distribution = self._distribution(actor, log_std, features, index, grouping)
         values = self.critic.selected(critic, features, index, grouping)

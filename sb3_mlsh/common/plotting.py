@@ -191,7 +191,6 @@ def plot_trajectories(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
 
     if isinstance(model, (str, os.PathLike)):
         from sb3_mlsh.mlsh import MLSH
@@ -212,34 +211,10 @@ def plot_trajectories(
         episode_task = task if task is not None else model.task_sampler.sample(1, rng=rng)[0]
         if adapt_steps > 0:
             model.adapt(episode_task, adapt_steps)
-        env.get_wrapper_attr("set_task")(episode_task)
-        obs, _ = env.reset(seed=seed + episode)
-        positions, subpolicies, state, start, done = [_position(base)], [], None, True, False
-        while not done:
-            action, state = model.predict(obs, state=state, episode_start=np.array([start]), deterministic=deterministic)
-            subpolicies.append(int(np.asarray(state).reshape(-1, 2)[0, 0]))
-            obs, _, terminated, truncated, _ = env.step(action)
-            positions.append(_position(base))
-            start, done = False, terminated or truncated
-        path = np.array(positions)
+        path, subpolicies = _run_episode(model, env, base, episode_task, seed + episode, deterministic)
         if hasattr(base, "walls"):
-            ax.imshow(
-                base.walls,
-                cmap="Greys",
-                origin="upper",
-                extent=(-0.5, base.walls.shape[1] - 0.5, base.walls.shape[0] - 0.5, -0.5),
-            )
-            row, col = base.task
-            ax.plot(col, row, marker="*", markersize=14, color="gold", markeredgecolor="k")
             path = path + rng.normal(0.0, 0.08, size=path.shape)  # jitter: grid paths overlap
-        else:
-            ax.set_xlim(0, base.size)
-            ax.set_ylim(0, base.size)
-            for index, goal in enumerate(base.goals):
-                paying = index == base.task
-                ax.add_patch(plt.Circle(goal, base.goal_radius, color="tab:green" if paying else "lightgrey", alpha=0.5))
-            if hasattr(base, "key"):
-                ax.plot(*base.key, marker="P", markersize=10, color="goldenrod")
+        _draw_family(ax, base, plt)
         for step, k in enumerate(subpolicies):
             ax.plot(path[step : step + 2, 0], path[step : step + 2, 1], color=colors(k % 10), linewidth=2)
         ax.plot(*path[0], marker="o", color="k", markersize=5)
@@ -247,8 +222,51 @@ def plot_trajectories(
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
+    handles = _legend(base, model.n_subpolicies, colors, plt)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize="small")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.97))
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    env.close()
+    return out_path
+
+
+def _run_episode(model: Any, env: Any, base: Any, task: Any, seed: int, deterministic: bool) -> tuple[np.ndarray, list[int]]:
+    """:return: The agent's positions over one episode of ``task``, and the sub-policy active at each step."""
+    env.get_wrapper_attr("set_task")(task)
+    obs, _ = env.reset(seed=seed)
+    positions, subpolicies, state, start, done = [_position(base)], [], None, True, False
+    while not done:
+        action, state = model.predict(obs, state=state, episode_start=np.array([start]), deterministic=deterministic)
+        subpolicies.append(int(np.asarray(state).reshape(-1, 2)[0, 0]))
+        obs, _, terminated, truncated, _ = env.step(action)
+        positions.append(_position(base))
+        start, done = False, terminated or truncated
+    return np.array(positions), subpolicies
+
+
+def _draw_family(ax: Any, base: Any, plt: Any) -> None:
+    """The task's layout under the path: walls and goal of a grid, or the goals (and key) of the 2D families."""
+    if hasattr(base, "walls"):
+        extent = (-0.5, base.walls.shape[1] - 0.5, base.walls.shape[0] - 0.5, -0.5)
+        ax.imshow(base.walls, cmap="Greys", origin="upper", extent=extent)
+        row, col = base.task
+        ax.plot(col, row, marker="*", markersize=14, color="gold", markeredgecolor="k")
+        return
+    ax.set_xlim(0, base.size)
+    ax.set_ylim(0, base.size)
+    for index, goal in enumerate(base.goals):
+        paying = index == base.task
+        ax.add_patch(plt.Circle(goal, base.goal_radius, color="tab:green" if paying else "lightgrey", alpha=0.5))
+    if hasattr(base, "key"):
+        ax.plot(*base.key, marker="P", markersize=10, color="goldenrod")
+
+
+def _legend(base: Any, n_subpolicies: int, colors: Any, plt: Any) -> list[Any]:
+    from matplotlib.patches import Patch
+
     handles: list[Any] = [
-        plt.Line2D([], [], color=colors(k % 10), linewidth=2, label=f"sub-policy {k}") for k in range(model.n_subpolicies)
+        plt.Line2D([], [], color=colors(k % 10), linewidth=2, label=f"sub-policy {k}") for k in range(n_subpolicies)
     ]
     handles.append(plt.Line2D([], [], marker="o", color="k", linestyle="none", markersize=5, label="start"))
     if hasattr(base, "walls"):
@@ -258,12 +276,7 @@ def plot_trajectories(
         handles.append(Patch(color="lightgrey", alpha=0.5, label="goal that does not pay"))
         if hasattr(base, "key"):
             handles.append(plt.Line2D([], [], marker="P", color="goldenrod", linestyle="none", label="key"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize="small")
-    fig.tight_layout(rect=(0, 0.08, 1, 0.97))
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    env.close()
-    return out_path
+    return handles
 
 
 def _family_classes() -> list[type]:

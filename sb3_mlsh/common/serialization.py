@@ -10,6 +10,8 @@ import importlib
 import io
 import json
 import os
+import pathlib
+import tempfile
 import zipfile
 from typing import Any
 
@@ -17,9 +19,23 @@ import cloudpickle
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.save_util import save_to_zip_file
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule, get_device
 
-__all__ = ["ModelFileError", "UntrustedValueError", "decode", "encode", "read_model_zip"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "UntrustedValueError",
+    "decode",
+    "encode",
+    "read_mlsh_model",
+    "read_model_zip",
+    "write_mlsh_model",
+]
+
+#: Written into every saved model; a zip without it is not an sb3-mlsh model.
+#: 2: every entry JSON or a weights-only tensor file; 1 (sb3-mlsh 0.1): SB3's pickles.
+FORMAT_VERSION = 2
 
 #: Classes a model file may name: the values of ``MLSH(...)`` arguments that are classes.
 ALLOWED_CLASSES: dict[str, tuple[str, str]] = {
@@ -106,7 +122,7 @@ def encode(value: Any, where: str = "data") -> Any:
     :param where: Its place in the file, for messages.
     :return: A JSON value; values with no safe form are pickled under a ``":pickled:"`` tag.
     """
-    from sb3_mlsh.tasks import TaskSampler
+    from sb3_mlsh.common.tasks import TaskSampler
 
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -181,7 +197,7 @@ def decode(value: Any, where: str = "data", trusted: bool = False) -> Any:
         module, attribute = ALLOWED_CLASSES[value[":class:"]]
         return getattr(importlib.import_module(module), attribute)
     if ":task_sampler:" in value:
-        from sb3_mlsh.tasks import TaskSampler
+        from sb3_mlsh.common.tasks import TaskSampler
 
         sampler = TaskSampler(
             value[":task_sampler:"], split=value["split"], env_kwargs=decode(value["env_kwargs"], where, trusted)
@@ -253,3 +269,93 @@ def pickled_fallbacks(data: Any, where: str = "data") -> list[str]:
     if ":pickled:" in data or ":serialized:" in data:
         return [where]
     return [found for key, item in data.items() for found in pickled_fallbacks(item, f"{where}.{key}")]
+
+
+def write_mlsh_model(
+    path: str | pathlib.Path | io.BufferedIOBase, data: dict[str, Any], params: dict[str, Any], pytorch_variables: dict
+) -> None:
+    """
+    Write a model file: ``data`` encoded as JSON (:func:`encode`), tensors as SB3 writes them. A path is written
+    atomically: the file appears complete or not at all, with the mode any other new file gets.
+
+    :param path: File path (``.zip`` is added when missing) or a writable file object.
+    :param data: The model's data, with ``mlsh_format_version``.
+    :param params: State dicts.
+    :param pytorch_variables: Tensors such as the torch generator state.
+    """
+    data = {key: encode(value, key) for key, value in data.items()}
+    if isinstance(path, io.BufferedIOBase):
+        save_to_zip_file(path, data=data, params=params, pytorch_variables=pytorch_variables)
+        return
+    path = pathlib.Path(path)
+    if path.suffix == "":
+        path = path.with_suffix(".zip")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    archive = io.BytesIO()
+    save_to_zip_file(archive, data=data, params=params, pytorch_variables=pytorch_variables)
+    # Write beside the target, then rename over it: a crash never leaves a half-written file in its place.
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
+        try:
+            tmp.write(archive.getvalue())
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
+    # NamedTemporaryFile creates the file private (0600): give it the mode any other file gets here.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp.name, 0o666 & ~umask)
+    os.replace(tmp.name, path)
+
+
+def read_mlsh_model(
+    path: Any, device: th.device | str, trusted: bool, overridden: set[str], task_sampler_given: bool
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """
+    Read and decode a model file written by :func:`write_mlsh_model` (or by sb3-mlsh 0.1, with ``trusted``).
+
+    :param path: The zip file.
+    :param device: Where tensors go.
+    :param trusted: Unpickle the values stored pickled (this runs code from the file).
+    :param overridden: Constructor arguments the caller gives anew: they are not decoded (a pickled value that is
+        replaced never loads).
+    :param task_sampler_given: The caller gives a task sampler: the saved one is not decoded (``data["task_sampler"]``
+        is None).
+    :return: The decoded data (``init_kwargs`` without the overridden arguments, and ``saved_task_groups``), the
+        parameters and the PyTorch variables.
+    :raises ModelFileError: for a file that is not an sb3-mlsh model, is corrupt, is newer than this version, or holds
+        pickles that it may not load.
+    """
+    try:
+        raw, params, pytorch_variables = read_model_zip(path, device=device)
+    except FileNotFoundError:
+        raise
+    except ModelFileError as error:
+        raise ModelFileError(f"{error}; use an earlier checkpoint, or save the model again.") from error
+    if raw.get("mlsh_format_version") is None:
+        raise ModelFileError(
+            f"{path} is not an sb3-mlsh model (no mlsh_format_version in it): it is a model of another algorithm, "
+            "which its own class loads (e.g. stable_baselines3.PPO.load)."
+        )
+    if raw["mlsh_format_version"] > FORMAT_VERSION:
+        raise ModelFileError(f"{path} was saved by a newer sb3-mlsh (format {raw['mlsh_format_version']}); upgrade sb3-mlsh.")
+    try:
+        data = {key: decode(value, key, trusted) for key, value in raw.items() if key not in ("init_kwargs", "task_sampler")}
+        saved_kwargs = raw["init_kwargs"]
+        if ":serialized:" in saved_kwargs:  # format 1: the whole mapping pickled by SB3
+            saved_kwargs = decode(saved_kwargs, "init_kwargs", trusted)
+        data["saved_task_groups"] = saved_kwargs["task_groups"]
+        data["saved_n_envs"] = saved_kwargs.get("n_envs")
+        data["init_kwargs"] = {
+            key: decode(value, f"init_kwargs.{key}", trusted) for key, value in saved_kwargs.items() if key not in overridden
+        }
+        data["task_sampler"] = None if task_sampler_given else decode(raw["task_sampler"], "task_sampler", trusted)
+    except UntrustedValueError:
+        if raw["mlsh_format_version"] < 2:
+            raise ModelFileError(
+                f"{path} was saved by sb3-mlsh 0.1, whose files hold pickles that run code when loaded. "
+                "Load it once with MLSH.load(path, trusted=True), only if you trust the file, and save it again."
+            ) from None
+        raise
+    return data, params, pytorch_variables

@@ -1,19 +1,35 @@
-"""The MLSH meta-loop: task groups, their tasks, masters and warmup/joint phases."""
+"""The schedule of MLSH's meta-loop: task groups, their tasks, masters and warmup/joint phases."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_mlsh.tasks import TaskProtocolError, TaskSampler
+from sb3_mlsh.common.tasks import TaskProtocolError, TaskSampler
+from sb3_mlsh.common.type_aliases import Phase
 
-__all__ = ["JOINT", "WARMUP", "MLSHMetaTrainer", "TaskGroup"]
+__all__ = ["JOINT", "WARMUP", "GroupLayout", "MLSHMetaTrainer", "Phase", "TaskGroup"]
 
-WARMUP = "warmup"
-JOINT = "joint"
+WARMUP = Phase.WARMUP
+JOINT = Phase.JOINT
+
+
+class GroupLayout(Protocol):
+    """Which task groups this process runs (the run's ``torch.distributed`` context, or a single process's)."""
+
+    #: Task groups G of the whole run.
+    n_groups: int
+    #: The run-wide index of each group this process runs.
+    local_groups: list[int]
+    #: Each group draws its tasks from a generator of its own, seeded from (seed, group index), so that the processes
+    #: of a group draw the same tasks; False: one generator for all groups.
+    per_group_task_draws: bool
+
+    def share_master(self, group_index: int, master: PPO) -> None:
+        """Make a new or reset master identical on the processes of its group."""
 
 
 @dataclass
@@ -21,8 +37,8 @@ class TaskGroup:
     """
     A group of envs that share a task and a master.
 
-    :param index: Group index.
-    :param env_indices: Indices of its envs in the VecEnv.
+    :param index: Group index within the whole run (in a distributed run, a process hosts some of the groups).
+    :param env_indices: Indices of its envs in this process's VecEnv.
     :param master: Its master learner.
     :param task: Its current task.
     :param iteration: Iterations done on the current task.
@@ -39,8 +55,8 @@ class TaskGroup:
     tasks_started: int = 0
 
     @property
-    def phase(self) -> str:
-        """``"warmup"`` (only the master learns) or ``"joint"`` (the sub-policies learn from this group too)."""
+    def phase(self) -> Phase:
+        """:attr:`Phase.WARMUP` (only the master learns) or :attr:`Phase.JOINT` (the sub-policies learn from it too)."""
         return WARMUP if self.iteration < self.warmup_length else JOINT
 
 
@@ -56,12 +72,14 @@ class MLSHMetaTrainer:
 
     :param task_sampler: Draws the tasks.
     :param env: The VecEnv whose envs the groups split among themselves (contiguous blocks).
-    :param masters: One master learner per group.
+    :param masters: One master learner per group of this process.
     :param reset_master: Re-initialises a master's parameters and optimizer.
     :param warmup_iterations: W.
     :param joint_iterations: U.
     :param stagger: Stagger the groups' phases.
     :param seed: Seed of the task draws.
+    :param layout: Which groups of the run the masters belong to, in a distributed run (None: this process runs one
+        group per master, all of the run's); a new or reset master is then shared with the group's other processes.
     """
 
     def __init__(
@@ -74,43 +92,64 @@ class MLSHMetaTrainer:
         joint_iterations: int,
         stagger: bool = True,
         seed: int | None = None,
+        layout: GroupLayout | None = None,
     ) -> None:
         self.task_sampler = task_sampler
         self.env = env
         self.reset_master = reset_master
         self.warmup_iterations = warmup_iterations
         self.joint_iterations = joint_iterations
-        self.rng = np.random.default_rng(seed)
+        self.layout = layout
+        self.per_group_draws = layout is not None and layout.per_group_task_draws
         self.fixed_task: Any = None
-        self.fixed_phase: str | None = None
+        self.fixed_phase: Phase | None = None
+        indices = list(range(len(masters))) if layout is None else layout.local_groups
+        self.n_run_groups = len(masters) if layout is None else layout.n_groups
         blocks = np.array_split(np.arange(env.num_envs), len(masters))
         period = warmup_iterations + joint_iterations
         self.groups = [
             TaskGroup(
-                index=g,
+                index=index,
                 env_indices=block,
                 master=master,
-                warmup_length=warmup_iterations + (round(g * period / len(masters)) if stagger else 0),
+                warmup_length=warmup_iterations + (round(index * period / self.n_run_groups) if stagger else 0),
             )
-            for g, (block, master) in enumerate(zip(blocks, masters))
+            for index, block, master in zip(indices, blocks, masters)
         ]
+        self.seed(seed)
+        for group in self.groups:
+            self._share_master(group)
+
+    def seed(self, seed: int | None) -> None:
+        """
+        :param seed: Seed of the task draws (per group: from (seed, group index)).
+        """
+        if self.per_group_draws and seed is None:
+            raise ValueError("Per-group task draws need a seed shared by the processes of the run.")
+        self._seed = seed
+        self.rng = np.random.default_rng(seed)
+        if self.per_group_draws:
+            assert seed is not None
+            self.rngs = {group.index: np.random.default_rng([seed, group.index]) for group in self.groups}
+        else:
+            self.rngs = {group.index: self.rng for group in self.groups}
 
     @property
     def n_groups(self) -> int:
-        """Number of task groups G."""
+        """Number of task groups of this process."""
         return len(self.groups)
 
-    def fix_task(self, task: Any, phase: str | None = WARMUP) -> None:
+    def fix_task(self, task: Any, phase: Phase | str | None = WARMUP) -> None:
         """
         Transfer mode: every group keeps ``task`` forever, in the given phase (``"warmup"``: frozen sub-policies).
 
-        :param task: The task.
+        :param task: The task (None: leave transfer mode and draw tasks again).
         :param phase: ``"warmup"``, ``"joint"``, or None: each group's own schedule (W warmup iterations, then joint).
         """
         self.fixed_task = task
-        self.fixed_phase = phase
+        self.fixed_phase = None if phase is None else Phase(phase)
 
-    def phase(self, group: TaskGroup) -> str:
+    def phase(self, group: TaskGroup) -> Phase:
         """
         :param group: A task group.
         :return: Its phase this iteration (the fixed phase in transfer mode).
@@ -122,8 +161,14 @@ class MLSHMetaTrainer:
         joint = [group.env_indices for group in self.groups if self.phase(group) == JOINT]
         return np.concatenate(joint) if joint else np.zeros(0, dtype=np.int64)
 
-    def _draw_task(self, group: TaskGroup) -> Any:
-        return self.fixed_task if self.fixed_task is not None else self.task_sampler.sample(1, rng=self.rng)[0]
+    def draw_task(self, group: TaskGroup) -> Any:
+        """
+        :param group: A task group.
+        :return: Its next task (the fixed task in transfer mode).
+        """
+        if self.fixed_task is not None:
+            return self.fixed_task
+        return self.task_sampler.sample(1, rng=self.rngs[group.index])[0]
 
     def start_task(self, group: TaskGroup, reset_envs: bool) -> list[Any] | None:
         """
@@ -135,8 +180,9 @@ class MLSHMetaTrainer:
         """
         if group.tasks_started > 0:
             self.reset_master(group.master)
+            self._share_master(group)
             group.warmup_length = self.warmup_iterations
-        group.task = self._draw_task(group)
+        group.task = self.draw_task(group)
         group.iteration = 0
         group.tasks_started += 1
         indices = group.env_indices.tolist()
@@ -145,6 +191,10 @@ class MLSHMetaTrainer:
         if not reset_envs:
             return None
         return [obs for obs, _info in self.env.env_method("reset", indices=indices)]
+
+    def _share_master(self, group: TaskGroup) -> None:
+        if self.layout is not None:
+            self.layout.share_master(group.index, group.master)
 
     def _check_spaces(self, task: Any, indices: list[int]) -> None:
         """Refuse a task whose envs changed their spaces: the learners' networks are built for the first task's."""
@@ -164,38 +214,56 @@ class MLSHMetaTrainer:
             else:
                 self.env.env_method("set_task", group.task, indices=group.env_indices.tolist())
 
-    def end_iteration(self) -> list[tuple[TaskGroup, list[Any] | None]]:
+    def end_iteration(self) -> list[TaskGroup]:
         """
-        Count one iteration for every group and move the groups whose task is over to a new one.
+        Count one iteration for every group.
 
-        :return: The groups that started a new task, with the observations of their freshly reset envs.
+        :return: The groups whose task is over (W + U iterations done), which must start a new one.
         """
-        restarted = []
         for group in self.groups:
             group.iteration += 1
-            if self.fixed_task is None and group.iteration >= group.warmup_length + self.joint_iterations:
-                restarted.append((group, self.start_task(group, reset_envs=True)))
-        return restarted
+        if self.fixed_task is not None:
+            return []
+        return [group for group in self.groups if group.iteration >= group.warmup_length + self.joint_iterations]
 
     def state_dict(self) -> dict[str, Any]:
         """:return: Everything needed to resume the schedule (masters' parameters excluded)."""
         return {
-            "rng": self.rng.bit_generator.state,
+            "rng": self.rngs[self.groups[0].index].bit_generator.state,
             "groups": [
-                {"task": g.task, "iteration": g.iteration, "warmup_length": g.warmup_length, "tasks_started": g.tasks_started}
-                for g in self.groups
+                {
+                    "index": group.index,
+                    "task": group.task,
+                    "iteration": group.iteration,
+                    "warmup_length": group.warmup_length,
+                    "tasks_started": group.tasks_started,
+                    "rng": self.rngs[group.index].bit_generator.state,
+                }
+                for group in self.groups
             ],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """
-        :param state: As returned by :meth:`state_dict`, for the same number of groups.
+        :param state: A whole run's schedule (all G groups, as :meth:`state_dict` or a distributed save writes it);
+            this process takes its groups.
         """
-        if len(state["groups"]) != len(self.groups):
-            raise ValueError(f"Saved schedule has {len(state['groups'])} task groups, this model has {len(self.groups)}.")
-        self.rng.bit_generator.state = state["rng"]
-        for group, saved in zip(self.groups, state["groups"]):
+        if len(state["groups"]) != self.n_run_groups:
+            raise ValueError(f"Saved schedule has {len(state['groups'])} task groups, this model has {self.n_run_groups}.")
+        for group in self.groups:
+            saved = state["groups"][group.index]
             group.task = saved["task"]
             group.iteration = saved["iteration"]
             group.warmup_length = saved["warmup_length"]
             group.tasks_started = saved["tasks_started"]
+        if not self.per_group_draws:
+            self.rng.bit_generator.state = state["rng"]
+            return
+        group_rngs = state.get("group_rngs")
+        for group in self.groups:
+            if group_rngs is not None:
+                self.rngs[group.index].bit_generator.state = group_rngs[group.index]
+            else:
+                # Saved by a single process (one generator for all groups): continue with fresh, distinct draws.
+                assert self._seed is not None  # per-group draws have a seed
+                self.rngs[group.index] = np.random.default_rng([self._seed, group.index, group.tasks_started])

@@ -1,8 +1,9 @@
 """Two-level rollout collection: one pass over a VecEnv fills the sub-policy buffer and the masters' buffers."""
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import torch as th
@@ -10,18 +11,28 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_mlsh.normalization import RewardScaler
-from sb3_mlsh.observation import SubPolicyView
-from sb3_mlsh.policies import SUBPOLICY_KEY, SubPolicyBankPolicy
-from sb3_mlsh.type_aliases import NonFiniteError, Obs
+from sb3_mlsh.common.bank import SUBPOLICY_KEY, SubPolicyBankPolicy
+from sb3_mlsh.common.normalization import RewardScaler
+from sb3_mlsh.common.observation import SubPolicyView
+from sb3_mlsh.common.type_aliases import NonFiniteError, Obs
 
 if TYPE_CHECKING:
-    from sb3_mlsh.diversity import SkillDiscriminator
+    from sb3_mlsh.common.diversity import SkillDiscriminator
 
-__all__ = ["MacroStepLog", "NonFiniteError", "RolloutResult", "TwoLevelCollector"]
+__all__ = [
+    "MacroStepLog",
+    "NonFiniteError",
+    "RolloutResult",
+    "TwoLevelCollector",
+    "batch_of_one",
+    "predict_hierarchical",
+    "select_envs",
+    "write_env_obs",
+]
 
 
 def _index_obs(obs: Obs, index: np.ndarray | slice) -> Obs:
@@ -36,7 +47,31 @@ def _concat_obs(batches: list[Obs]) -> Obs:
     return np.concatenate(cast(list[np.ndarray], batches))
 
 
-def _all_finite(obs: Obs) -> bool:
+def write_env_obs(last_obs: Obs, episode_starts: np.ndarray, env_indices: np.ndarray, observations: list[Any]) -> None:
+    """
+    Put freshly reset envs' first observations into the batch of current observations, in place.
+
+    :param last_obs: The current observations of all envs.
+    :param episode_starts: Whether each starts an episode (set for ``env_indices``).
+    :param env_indices: The envs that were reset.
+    :param observations: Their observations, one per env.
+    """
+    if isinstance(last_obs, dict):
+        for key in last_obs:
+            last_obs[key][env_indices] = np.stack([obs[key] for obs in observations])
+    else:
+        last_obs[env_indices] = np.stack(observations)
+    episode_starts[env_indices] = True
+
+
+def batch_of_one(obs: Any) -> Obs:
+    """:return: One observation (an array, or a mapping of arrays) as a batch of one."""
+    if isinstance(obs, dict):
+        return {key: np.asarray(value)[None] for key, value in obs.items()}
+    return np.asarray(obs)[None]
+
+
+def all_finite(obs: Obs) -> bool:
     values = obs.values() if isinstance(obs, dict) else [obs]
     return all(np.isfinite(value).all() for value in values if np.issubdtype(np.asarray(value).dtype, np.floating))
 
@@ -177,6 +212,56 @@ class _MasterRecorder:
         return buffer
 
 
+class StepCounter(Protocol):
+    """What the collector updates at every primitive step: an SB3 algorithm's step count and episode-info buffer."""
+
+    num_timesteps: int
+
+    def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None: ...
+
+
+class _RolloutState:
+    """
+    Where every env stands while one rollout is collected.
+
+    :param groups: ``(env indices, master)`` of each task group.
+    :param n_steps: Primitive steps per env.
+    :param n_envs: Envs.
+    :param n_subpolicies: K.
+    """
+
+    def __init__(self, groups: list[tuple[np.ndarray, PPO]], n_steps: int, n_envs: int, n_subpolicies: int) -> None:
+        self.groups = groups
+        self.group_of_env = np.zeros(n_envs, dtype=np.int64)
+        for g, (env_indices, _) in enumerate(groups):
+            self.group_of_env[env_indices] = g
+        self.recorders = [_MasterRecorder(env_indices, len(env_indices) * n_steps) for env_indices, _ in groups]
+        #: Each env's open macro-step (its id in its group's recorder), steps left in it, and the sub-policy acting.
+        self.open_ids = np.full(n_envs, -1, dtype=np.int64)
+        self.macro_left = np.zeros(n_envs, dtype=np.int64)
+        self.subpolicy = np.zeros(n_envs, dtype=np.int64)
+        self.previous_subpolicy = np.zeros(n_envs, dtype=np.int64)
+        self.counts = np.zeros(n_subpolicies, dtype=np.int64)
+        #: The sub-policy of each step and the final observations of the episodes that ended, for the diversity reward.
+        self.acting = np.zeros((n_steps, n_envs), dtype=np.int64)
+        self.terminal_reached: list[tuple[int, int, Any]] = []
+        self.subpolicy_bootstrap_sum = 0.0
+
+    def end_step(self, step: int, dones: np.ndarray, infos: list[dict[str, Any]], record_terminals: bool) -> None:
+        """Count the step off every macro-step; an episode's end closes its macro-step."""
+        if record_terminals:
+            self.acting[step] = self.subpolicy
+            for env_index in np.flatnonzero(dones):
+                if infos[env_index].get("terminal_observation") is not None:
+                    self.terminal_reached.append((step, int(env_index), infos[env_index]["terminal_observation"]))
+        self.macro_left -= 1
+        self.macro_left[dones] = 0
+        for recorder in self.recorders:
+            mine = recorder.env_indices
+            recorder.episode_end[self.open_ids[mine]] = dones[mine]
+        self.previous_subpolicy = self.subpolicy.copy()
+
+
 class TwoLevelCollector:
     """
     Collects one MLSH rollout over a VecEnv. Per primitive step: one forward of the sub-policy bank for all envs,
@@ -199,11 +284,13 @@ class TwoLevelCollector:
     :param master_epsilon: Probability that a master choice is replaced by a uniformly random sub-policy
         (the original's exploration; the replaced choice is what the master learns from).
     :param check_finite: Raise :class:`NonFiniteError` on NaN/inf observations or rewards.
-    :param discriminator: A :class:`~sb3_mlsh.diversity.SkillDiscriminator` whose reward is added to the sub-policies'
+    :param discriminator: A :class:`~sb3_mlsh.common.diversity.SkillDiscriminator` whose reward is added to the sub-policies'
         rewards, times ``diversity_coef`` (None: the paper's MLSH).
     :param diversity_coef: Weight of the discriminator's reward.
     :param view: The part of the env observation the sub-policies see (None: all of it).
     :param reward_scaler: Scales the rewards both learners learn from (None: raw rewards); logged returns stay raw.
+    :param processes: Processes collecting in lockstep (a distributed run).
+    :param seed: Seed of the master exploration's draws.
     """
 
     def __init__(
@@ -218,6 +305,8 @@ class TwoLevelCollector:
         diversity_coef: float = 0.0,
         view: SubPolicyView | None = None,
         reward_scaler: RewardScaler | None = None,
+        processes: int = 1,
+        seed: int | None = None,
     ) -> None:
         self.env = env
         self.subpolicy_learner = subpolicy_learner
@@ -229,9 +318,10 @@ class TwoLevelCollector:
         self.diversity_coef = diversity_coef
         self.view = view or SubPolicyView(env.observation_space)
         self.reward_scaler = reward_scaler
-        self.rng = np.random.default_rng()
+        #: The master exploration's draws (``master_epsilon``).
+        self.rng = np.random.default_rng(seed)
         #: Processes collecting in lockstep (distributed training): ``num_timesteps`` counts the steps of all of them.
-        self.processes = 1
+        self.processes = processes
         self.dict_obs = isinstance(env.observation_space, spaces.Dict)
         self._eye = np.eye(n_subpolicies, dtype=np.float32)
 
@@ -272,12 +362,12 @@ class TwoLevelCollector:
     def _check_step(self, step: int, rewards: np.ndarray, new_obs: Obs, dones: np.ndarray, infos: list[dict]) -> None:
         if not np.isfinite(rewards).all():
             self._raise_non_finite("reward", step, int(np.flatnonzero(~np.isfinite(rewards))[0]))
-        if not _all_finite(new_obs):
-            first = next(i for i in range(len(rewards)) if not _all_finite(_index_obs(new_obs, np.array([i]))))
+        if not all_finite(new_obs):
+            first = next(i for i in range(len(rewards)) if not all_finite(_index_obs(new_obs, np.array([i]))))
             self._raise_non_finite("observation", step, first)
         for env_index in np.flatnonzero(dones):
             terminal = infos[env_index].get("terminal_observation")
-            if terminal is not None and not _all_finite(terminal):
+            if terminal is not None and not all_finite(terminal):
                 self._raise_non_finite("final observation of an episode", step, int(env_index))
 
     def collect(
@@ -287,8 +377,7 @@ class TwoLevelCollector:
         last_obs: Obs,
         last_episode_starts: np.ndarray,
         callback: BaseCallback,
-        algorithm: Any,
-        deterministic: bool = False,
+        algorithm: StepCounter,
     ) -> tuple[RolloutResult, Obs, np.ndarray]:
         """
         :param n_steps: Primitive steps per env (D).
@@ -296,70 +385,34 @@ class TwoLevelCollector:
         :param last_obs: Current observations of all envs.
         :param last_episode_starts: Whether each current observation is the first of an episode.
         :param callback: SB3 callback, called at every primitive step.
-        :param algorithm: The MLSH model (its ``num_timesteps`` and info buffer are updated).
-        :param deterministic: Act with the mode of the sub-policies (the masters always sample).
+        :param algorithm: The MLSH model: its step counter and episode-info buffer are updated at every step, as SB3's
+            ``collect_rollouts`` does, so that callbacks see them.
         :return: The result, the new last observations and episode starts.
         """
-        env = self.env
-        n_envs = env.num_envs
-        sub = self.subpolicy_learner
-        policy: SubPolicyBankPolicy = sub.policy  # type: ignore[assignment]
+        env, sub = self.env, self.subpolicy_learner
         buffer = sub.rollout_buffer
         buffer.reset()
-        policy.set_training_mode(False)
+        sub.policy.set_training_mode(False)
         for _, master in groups:
             master.policy.set_training_mode(False)
-        group_of_env = np.zeros(n_envs, dtype=np.int64)
-        for g, (env_indices, _) in enumerate(groups):
-            group_of_env[env_indices] = g
-        recorders = [_MasterRecorder(env_indices, len(env_indices) * n_steps) for env_indices, _ in groups]
-        open_ids = np.full(n_envs, -1, dtype=np.int64)
-        macro_left = np.zeros(n_envs, dtype=np.int64)
-        subpolicy = np.zeros(n_envs, dtype=np.int64)
-        previous_subpolicy = np.zeros(n_envs, dtype=np.int64)
-        counts = np.zeros(self.n_subpolicies, dtype=np.int64)
-        acting = np.zeros((n_steps, n_envs), dtype=np.int64)  # the sub-policy of each step, for the diversity reward
-        terminal_reached: list[tuple[int, int, Any]] = []
+        state = _RolloutState(groups, n_steps, env.num_envs, self.n_subpolicies)
         result = RolloutResult(continue_training=True)
         obs, episode_starts = last_obs, last_episode_starts
-        gamma_sub = sub.gamma
-        subpolicy_bootstrap_sum = 0.0
         callback.on_rollout_start()
 
         for step in range(n_steps):
-            deciding = np.flatnonzero(macro_left == 0)
-            if len(deciding):
-                for g, (_, master) in enumerate(groups):
-                    envs = deciding[group_of_env[deciding] == g]
-                    if len(envs) == 0:
-                        continue
-                    group_obs = _index_obs(obs, envs)
-                    with th.no_grad():
-                        actions, values, log_probs = self._master_act(master, group_obs)
-                    open_ids[envs] = recorders[g].open(envs, step, group_obs, actions, values, log_probs)
-                    subpolicy[envs] = actions
-                macro_left[deciding] = self.macro_duration
-
-            sub_obs = self.subpolicy_obs(obs, subpolicy)
+            self._masters_decide(state, step, obs)
+            sub_obs = self.subpolicy_obs(obs, state.subpolicy)
             with th.no_grad():
-                actions_t, values_t, log_probs_t, all_values_t = policy.act(obs_as_tensor(sub_obs, sub.device), deterministic)
+                actions_t, values_t, log_probs_t, all_values_t = self._policy.act(obs_as_tensor(sub_obs, sub.device))
             actions = actions_t.cpu().numpy()
-
-            # A switch of sub-policy cuts the previous step from this one: bootstrap it with its own sub-policy's value.
-            switched = np.flatnonzero((subpolicy != previous_subpolicy) & ~episode_starts) if step > 0 else np.zeros(0, int)
-            if len(switched):
-                own_values = all_values_t[th.as_tensor(previous_subpolicy[switched]), th.as_tensor(switched)].cpu().numpy()
-                buffer.rewards[buffer.pos - 1, switched] += gamma_sub * own_values
-                subpolicy_bootstrap_sum += float(gamma_sub * own_values.sum())
-            buffer_episode_starts = episode_starts.copy()
-            buffer_episode_starts[switched] = True
-
+            buffer_episode_starts = self._cut_switched_subpolicies(state, step, episode_starts, all_values_t)
             clipped_actions = actions
             if isinstance(sub.action_space, spaces.Box):
                 clipped_actions = np.clip(actions, sub.action_space.low, sub.action_space.high)
             step_obs, rewards, dones, infos = env.step(clipped_actions)
             new_obs = cast(Obs, step_obs)  # MLSH refuses Tuple observation spaces
-            algorithm.num_timesteps += n_envs * self.processes
+            algorithm.num_timesteps += env.num_envs * self.processes
             if self.check_finite:
                 self._check_step(step, rewards, new_obs, dones, infos)
             callback.update_locals(locals())
@@ -370,77 +423,119 @@ class TwoLevelCollector:
             for env_index in np.flatnonzero(dones):
                 if "episode" in infos[env_index]:
                     result.episode_returns.append(float(infos[env_index]["episode"]["r"]))
-
-            rewards = rewards.astype(np.float64)
-            result.env_reward_sum += float(rewards.sum())
-            if self.reward_scaler is not None:
-                rewards = self.reward_scaler(rewards, dones)
-            counts += np.bincount(subpolicy, minlength=self.n_subpolicies)
-            for recorder in recorders:
-                mine = recorder.env_indices
-                recorder.reward[open_ids[mine]] += rewards[mine]
-                recorder.length[open_ids[mine]] += 1
-
-            stored_rewards = rewards.copy()
-            for env_index in np.flatnonzero(dones):
-                if (
-                    infos[env_index].get("TimeLimit.truncated", False)
-                    and infos[env_index].get("terminal_observation") is not None
-                ):
-                    terminal_obs = self._batch_of_one(infos[env_index]["terminal_observation"])
-                    g = group_of_env[env_index]
-                    with th.no_grad():
-                        terminal_sub_obs = obs_as_tensor(self.subpolicy_obs(terminal_obs, subpolicy[[env_index]]), sub.device)
-                        bootstrap = gamma_sub * policy.predict_values(terminal_sub_obs).item()
-                        stored_rewards[env_index] += bootstrap
-                        subpolicy_bootstrap_sum += bootstrap
-                        master = groups[g][1]
-                        recorders[g].bootstrap[open_ids[env_index]] = (
-                            master.gamma * self._master_values(master, terminal_obs)[0]
-                        )
-
-            if self.discriminator is not None:
-                acting[step] = subpolicy
-                for env_index in np.flatnonzero(dones):
-                    if infos[env_index].get("terminal_observation") is not None:
-                        terminal_reached.append((step, int(env_index), infos[env_index]["terminal_observation"]))
-
+            stored_rewards = self._record_rewards(state, result, obs, rewards, dones, infos)
             buffer.add(sub_obs, actions, stored_rewards, buffer_episode_starts, values_t, log_probs_t)  # type: ignore[arg-type]
-
-            macro_left -= 1
-            macro_left[dones] = 0
-            for recorder in recorders:
-                mine = recorder.env_indices
-                recorder.episode_end[open_ids[mine]] = dones[mine]
-            previous_subpolicy = subpolicy.copy()
+            state.end_step(step, dones, infos, record_terminals=self.discriminator is not None)
             obs, episode_starts = new_obs, dones
 
-        # The rollout's end cuts every unfinished macro-step: bootstrap it with the master's value of the last observation.
-        for (env_indices, master), recorder in zip(groups, recorders):
-            unfinished = env_indices[macro_left[env_indices] > 0]
-            if len(unfinished):
-                with th.no_grad():
-                    values = self._master_values(master, _index_obs(obs, unfinished))
-                recorder.bootstrap[open_ids[unfinished]] = master.gamma * values
-            result.master_buffers.append(recorder.build_buffer(master))
-            result.master_bootstrap_sum += float(recorder.bootstrap[: recorder.size].sum())
-            result.macro_steps.append(recorder.log())
-
-        if self.discriminator is not None:
-            # One batched pass over the rollout (the discriminator does not change while it is collected).
-            reached = self._reached_observations(buffer, obs, terminal_reached)
-            diversity_rewards = self.discriminator.reward(reached, acting.ravel())
-            buffer.rewards += self.diversity_coef * diversity_rewards.reshape(n_steps, n_envs).astype(np.float32)
-            result.diversity_reward_sum = float(diversity_rewards.sum())
-        with th.no_grad():
-            last_values = policy.predict_values(obs_as_tensor(self.subpolicy_obs(obs, subpolicy), sub.device))
-        buffer.compute_returns_and_advantage(last_values=last_values, dones=episode_starts)
-        result.subpolicy_counts = counts
-        added = subpolicy_bootstrap_sum + self.diversity_coef * result.diversity_reward_sum
-        result.subpolicy_reward_sum = float(buffer.rewards.sum()) - added
+        self._finish(state, result, obs, episode_starts)
         callback.update_locals(locals())
         callback.on_rollout_end()
         return result, obs, episode_starts
+
+    @property
+    def _policy(self) -> SubPolicyBankPolicy:
+        return cast(SubPolicyBankPolicy, self.subpolicy_learner.policy)
+
+    def _masters_decide(self, state: "_RolloutState", step: int, obs: Obs) -> None:
+        """Each group's master picks a sub-policy for its envs whose macro-step begins (one forward per group)."""
+        deciding = np.flatnonzero(state.macro_left == 0)
+        if len(deciding) == 0:
+            return
+        for g, (_, master) in enumerate(state.groups):
+            envs = deciding[state.group_of_env[deciding] == g]
+            if len(envs) == 0:
+                continue
+            group_obs = _index_obs(obs, envs)
+            with th.no_grad():
+                actions, values, log_probs = self._master_act(master, group_obs)
+            state.open_ids[envs] = state.recorders[g].open(envs, step, group_obs, actions, values, log_probs)
+            state.subpolicy[envs] = actions
+        state.macro_left[deciding] = self.macro_duration
+
+    def _cut_switched_subpolicies(
+        self, state: "_RolloutState", step: int, episode_starts: np.ndarray, all_values: th.Tensor
+    ) -> np.ndarray:
+        """
+        A switch of sub-policy cuts the previous step from this one: bootstrap that step with its own sub-policy's value.
+
+        :return: The episode starts to store for this step (a cut counts as one).
+        """
+        switched = np.zeros(0, dtype=np.int64)
+        if step > 0:
+            switched = np.flatnonzero((state.subpolicy != state.previous_subpolicy) & ~episode_starts)
+        if len(switched):
+            buffer = self.subpolicy_learner.rollout_buffer
+            own_values = all_values[th.as_tensor(state.previous_subpolicy[switched]), th.as_tensor(switched)].cpu().numpy()
+            buffer.rewards[buffer.pos - 1, switched] += self.subpolicy_learner.gamma * own_values
+            state.subpolicy_bootstrap_sum += float(self.subpolicy_learner.gamma * own_values.sum())
+        buffer_episode_starts = episode_starts.copy()
+        buffer_episode_starts[switched] = True
+        return buffer_episode_starts
+
+    def _record_rewards(
+        self, state: "_RolloutState", result: RolloutResult, obs: Obs, rewards: np.ndarray, dones: np.ndarray, infos: list
+    ) -> np.ndarray:
+        """
+        Add this step's rewards (scaled, with a reward scaler) to each open macro-step, and bootstrap time-limit
+        truncations: the sub-policy with its own value of the final observation, the master with its value.
+
+        :return: The sub-policies' rewards to store.
+        """
+        rewards = rewards.astype(np.float64)
+        result.env_reward_sum += float(rewards.sum())
+        if self.reward_scaler is not None:
+            rewards = self.reward_scaler(rewards, dones)
+        state.counts += np.bincount(state.subpolicy, minlength=self.n_subpolicies)
+        for recorder in state.recorders:
+            mine = recorder.env_indices
+            recorder.reward[state.open_ids[mine]] += rewards[mine]
+            recorder.length[state.open_ids[mine]] += 1
+        stored_rewards = rewards.copy()
+        gamma = self.subpolicy_learner.gamma
+        for env_index in np.flatnonzero(dones):
+            terminal = infos[env_index].get("terminal_observation")
+            if not infos[env_index].get("TimeLimit.truncated", False) or terminal is None:
+                continue
+            terminal_obs = batch_of_one(terminal)
+            g = state.group_of_env[env_index]
+            master = state.groups[g][1]
+            with th.no_grad():
+                terminal_sub_obs = self.subpolicy_obs(terminal_obs, state.subpolicy[[env_index]])
+                bootstrap = gamma * self._policy.predict_values(obs_as_tensor(terminal_sub_obs, self._policy.device)).item()
+                state.recorders[g].bootstrap[state.open_ids[env_index]] = (
+                    master.gamma * self._master_values(master, terminal_obs)[0]
+                )
+            stored_rewards[env_index] += bootstrap
+            state.subpolicy_bootstrap_sum += bootstrap
+        return stored_rewards
+
+    def _finish(self, state: "_RolloutState", result: RolloutResult, obs: Obs, episode_starts: np.ndarray) -> None:
+        """Close the masters' buffers, add the diversity reward, and compute the sub-policies' advantages."""
+        buffer = self.subpolicy_learner.rollout_buffer
+        # The rollout's end cuts every unfinished macro-step: bootstrap it with the master's value of the last observation.
+        for (env_indices, master), recorder in zip(state.groups, state.recorders):
+            unfinished = env_indices[state.macro_left[env_indices] > 0]
+            if len(unfinished):
+                with th.no_grad():
+                    values = self._master_values(master, _index_obs(obs, unfinished))
+                recorder.bootstrap[state.open_ids[unfinished]] = master.gamma * values
+            result.master_buffers.append(recorder.build_buffer(master))
+            result.master_bootstrap_sum += float(recorder.bootstrap[: recorder.size].sum())
+            result.macro_steps.append(recorder.log())
+        if self.discriminator is not None:
+            # One batched pass over the rollout (the discriminator does not change while it is collected).
+            reached = self._reached_observations(buffer, obs, state.terminal_reached)
+            diversity_rewards = self.discriminator.reward(reached, state.acting.ravel())
+            buffer.rewards += self.diversity_coef * diversity_rewards.reshape(buffer.buffer_size, -1).astype(np.float32)
+            result.diversity_reward_sum = float(diversity_rewards.sum())
+        with th.no_grad():
+            sub_obs = obs_as_tensor(self.subpolicy_obs(obs, state.subpolicy), self._policy.device)
+            last_values = self._policy.predict_values(sub_obs)
+        buffer.compute_returns_and_advantage(last_values=last_values, dones=episode_starts)
+        result.subpolicy_counts = state.counts
+        added = state.subpolicy_bootstrap_sum + self.diversity_coef * result.diversity_reward_sum
+        result.subpolicy_reward_sum = float(buffer.rewards.sum()) - added
 
     def _reached_observations(self, buffer: RolloutBuffer, last_obs: Obs, terminal_reached: list[tuple[int, int, Any]]) -> Obs:
         """
@@ -466,11 +561,6 @@ class TwoLevelCollector:
             flat[step, env_index] = np.asarray(terminal).reshape(-1)
         return flat.reshape(-1, flat.shape[-1])
 
-    def _batch_of_one(self, obs: Obs) -> Obs:
-        if isinstance(obs, dict):
-            return {key: np.asarray(value)[None] for key, value in obs.items()}
-        return np.asarray(obs)[None]
-
 
 def select_envs(buffer: RolloutBuffer, env_indices: np.ndarray) -> RolloutBuffer:
     """
@@ -488,3 +578,48 @@ def select_envs(buffer: RolloutBuffer, env_indices: np.ndarray) -> RolloutBuffer
     selected.n_envs = len(env_indices)
     selected.generator_ready = False
     return selected
+
+
+def predict_hierarchical(
+    master: BasePolicy,
+    subpolicies: SubPolicyBankPolicy,
+    subpolicy_obs: Callable[[Obs, np.ndarray], Obs],
+    macro_duration: int,
+    observation: np.ndarray | dict[str, np.ndarray],
+    state: tuple[np.ndarray, ...] | np.ndarray | None,
+    episode_start: np.ndarray | None,
+    deterministic: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Act outside a rollout, as ``MLSH.predict``: the master decides where a macro-step begins, the sub-policies act.
+
+    :param master: The master's policy.
+    :param subpolicies: The sub-policy bank.
+    :param subpolicy_obs: Turns env observations and the active sub-policies into the bank's observations.
+    :param macro_duration: N.
+    :param observation: One observation or a batch.
+    :param state: ``(n, 2)`` int array of (active sub-policy, primitive steps left in its macro-step); None at the start.
+    :param episode_start: Whether each observation starts an episode (forces a new master decision).
+    :param deterministic: Use the mode of both levels' distributions.
+    :return: The actions and the new state.
+    """
+    vectorized = master.is_vectorized_observation(observation)
+    batch: Obs
+    if isinstance(observation, dict):
+        batch = {key: np.asarray(value) if vectorized else np.asarray(value)[None] for key, value in observation.items()}
+        n = len(next(iter(batch.values())))
+    else:
+        batch = np.asarray(observation) if vectorized else np.asarray(observation)[None]
+        n = len(batch)
+    state = np.zeros((n, 2), dtype=np.int64) if state is None else np.array(state, dtype=np.int64).reshape(n, 2)
+    deciding = state[:, 1] <= 0
+    if episode_start is not None:
+        deciding |= np.asarray(episode_start, dtype=bool).reshape(n)
+    if deciding.any():
+        indices = np.flatnonzero(deciding)
+        choice, _ = master.predict(_index_obs(batch, indices), deterministic=deterministic)
+        state[indices, 0] = choice
+        state[indices, 1] = macro_duration
+    actions, _ = subpolicies.predict(subpolicy_obs(batch, state[:, 0]), deterministic=deterministic)
+    state[:, 1] -= 1
+    return (actions if vectorized else actions[0]), state

@@ -7,6 +7,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 __all__ = ["TaskProtocolError", "TaskSampler", "as_task_sampler", "check_task_protocol"]
 
@@ -112,6 +114,37 @@ class TaskSampler:
             if not isinstance(env, gym.Env):
                 raise TypeError(f"The env factory of the TaskSampler returned {type(env).__name__}, not a gymnasium.Env.")
         check_task_protocol(env)
+        return env
+
+    def make_vec_env(
+        self,
+        n_envs: int,
+        seed: int | None = None,
+        start_index: int = 0,
+        vec_env_cls: type[DummyVecEnv] | type[SubprocVecEnv] = DummyVecEnv,
+        monitor_dir: str | None = None,
+        monitor_kwargs: dict[str, Any] | None = None,
+    ) -> VecEnv:
+        """
+        :param n_envs: Envs of the VecEnv.
+        :param seed: Seed of the first env (the others: seed + 1, ...).
+        :param start_index: Index of the first env (its Monitor file's name).
+        :param vec_env_cls: ``DummyVecEnv`` or ``SubprocVecEnv``.
+        :param monitor_dir: Where the Monitor CSVs go (None: not written).
+        :param monitor_kwargs: Keyword arguments of SB3's ``Monitor``.
+        :return: ``n_envs`` envs of this family, each in a ``Monitor``, checked to share the probe env's spaces.
+        :raises TaskProtocolError: when an env has other spaces.
+        """
+        env = make_vec_env(
+            self.make_env, n_envs, seed, start_index, monitor_dir, vec_env_cls=vec_env_cls, monitor_kwargs=monitor_kwargs
+        )
+        expected = (self.probe_env.observation_space, self.probe_env.action_space)
+        for index, spaces_of_env in enumerate(zip(env.get_attr("observation_space"), env.get_attr("action_space"))):
+            if spaces_of_env != expected:
+                raise TaskProtocolError(
+                    f"The task sampler's envs disagree on spaces: env {index} has {spaces_of_env[0]} / {spaces_of_env[1]}, "
+                    f"the first has {expected[0]} / {expected[1]}. make_env() must always build envs with the same spaces."
+                )
         return env
 
     @property

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from sb3_mlsh.type_aliases import Obs
+from sb3_mlsh.common.type_aliases import Obs
 
 __all__ = ["ObsExclude", "SubPolicyView"]
 

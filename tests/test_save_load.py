@@ -1,20 +1,23 @@
-"""Reliability: a training process killed with SIGKILL resumes from its last checkpoint, and a resume is exact."""
+"""Model files: save and load (predictions, atomic writes, permissions, safe loading, clear errors), and exact resumes."""
 
+import io
 import os
 import re
 import signal
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch as th
 from run_folders import checkpoint_steps, wait_for_checkpoints
+from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
-from toy_envs import make_toy
+from toy_envs import make_toy, rollout_actions, small_model
 
-from sb3_mlsh import MLSH
+from sb3_mlsh import MLSH, ModelFileError
 
 ENV_ID = "mlsh/MovementBandits-v0"
 N_ENVS, N_STEPS = 2, 50
@@ -207,3 +210,142 @@ def test_save_load_continue_is_the_uninterrupted_run_bit_for_bit(tmp_path, env_i
     assert expected.keys() == got.keys()
     assert [key for key in expected if not th.equal(expected[key], got[key])] == []
     np.testing.assert_equal(resumed.iteration_log[-1], uninterrupted.iteration_log[-1])
+
+
+def test_save_load_predicts_identically_and_training_continues(tmp_path):
+    model = small_model(n_subpolicies=3)
+    model.learn(3 * 32)
+    path = tmp_path / "mlsh_model"
+    model.save(path)
+    assert (tmp_path / "mlsh_model.zip").exists()
+    loaded = MLSH.load(path, make_toy())  # an env factory is not stored safely: give it again
+    for expected, got in zip(rollout_actions(model), rollout_actions(loaded)):
+        np.testing.assert_array_equal(expected, got)
+    assert loaded.num_timesteps == model.num_timesteps == 96
+    assert loaded.trainer.state_dict()["groups"] == model.trainer.state_dict()["groups"]
+    loaded.learn(64, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 160 and loaded.iteration == 5
+    buffer = io.BytesIO()
+    loaded.save(buffer)
+    buffer.seek(0)
+    assert MLSH.load(buffer, make_toy()).num_timesteps == 160
+
+
+def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
+    model = small_model()
+    path = tmp_path / "model.zip"
+    model.save(path)
+    good = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.fsync", crash)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["model.zip"]
+
+
+def test_loading_a_corrupt_or_foreign_file_names_the_fix(tmp_path):
+    model = small_model()
+    model.save(tmp_path / "good.zip")
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes((tmp_path / "good.zip").read_bytes()[:500])
+    with pytest.raises(ModelFileError, match="truncated or corrupt"):
+        MLSH.load(truncated)
+    # Wherever the file is cut, the error says so (never "another algorithm's file").
+    good = (tmp_path / "good.zip").read_bytes()
+    for cut in np.linspace(1, len(good) - 1, 40).astype(int):
+        truncated.write_bytes(good[:cut])
+        with pytest.raises(ModelFileError, match="truncated or corrupt"):
+            MLSH.load(truncated, make_toy())
+    ppo = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16)
+    ppo.save(tmp_path / "ppo.zip")
+    with pytest.raises(ModelFileError, match="not an sb3-mlsh model"):
+        MLSH.load(tmp_path / "ppo.zip")
+    with pytest.raises(FileNotFoundError):
+        MLSH.load(tmp_path / "missing.zip")
+    assert zipfile.is_zipfile(tmp_path / "good.zip")
+
+
+def test_loading_parameters_of_another_architecture_names_the_fix(tmp_path):
+    small_model(n_subpolicies=2).save(tmp_path / "k2.zip")
+    with pytest.raises(ModelFileError, match="do not fit this model"):
+        MLSH.load(tmp_path / "k2.zip", make_toy(), n_subpolicies=3)
+
+
+def test_untrusted_pickled_values_are_not_restored(tmp_path):
+    from sb3_mlsh.common.serialization import UntrustedValueError
+
+    model = small_model(subpolicy_kwargs=dict(learning_rate=lambda progress: 1e-3 * progress))
+    model.save(tmp_path / "own.zip")
+    # The env factory and the learning-rate function have no safe form: each is named, with the fix.
+    with pytest.raises(UntrustedValueError, match=r"subpolicy_kwargs.learning_rate .*MLSH.load\(path, subpolicy_kwargs="):
+        MLSH.load(tmp_path / "own.zip")
+    with pytest.raises(UntrustedValueError, match=r"task_sampler is a pickled .*MLSH.load\(path, task_sampler=...\)"):
+        MLSH.load(tmp_path / "own.zip", subpolicy_kwargs=dict(learning_rate=3e-4))
+    assert MLSH.load(tmp_path / "own.zip", make_toy(), subpolicy_kwargs=dict(learning_rate=3e-4)).num_timesteps == 0
+    trusted = MLSH.load(tmp_path / "own.zip", trusted=True)
+    assert trusted.subpolicy_kwargs["learning_rate"](0.5) == pytest.approx(5e-4)
+    assert MLSH.load(tmp_path / "own.zip", env=make_toy(), trusted=True).num_timesteps == 0
+    with pytest.raises(TypeError, match="MLSH builds its own VecEnv"):
+        MLSH.load(tmp_path / "own.zip", env=model.env)
+    # Files of 0.3 and earlier are SB3's pickles: refused with the way to convert them.
+    from stable_baselines3.common.save_util import save_to_zip_file
+
+    save_to_zip_file(tmp_path / "old.zip", data={"mlsh_format_version": 1, "init_kwargs": {"f": lambda: 0}}, params={})
+    with pytest.raises(ModelFileError, match=r"sb3-mlsh 0\.1, whose files hold pickles.*trusted=True"):
+        MLSH.load(tmp_path / "old.zip")
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        small_model().save(tmp_path / "model.zip")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.zip").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("entry", ["data", "subpolicies.pth"])
+def test_a_malicious_model_file_runs_nothing(tmp_path, entry):
+    import base64
+    import json
+    import pickle
+    import zipfile
+
+    model = MLSH("MlpPolicy", ENV_ID, n_envs=2, n_steps=16, seed=0)
+    path = tmp_path / "model.zip"
+    model.save(path)
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    if entry == "data":  # SB3's format for a pickled entry, as an attacker would write it
+        data = json.loads(zipfile.ZipFile(path).read("data"))
+        data["task_sampler"] = {":type:": "TaskSampler", ":serialized:": base64.b64encode(pickle.dumps(Exploit())).decode()}
+        payload = json.dumps(data).encode()
+    else:
+        payload = pickle.dumps(Exploit())
+    tampered = _tampered(path, tmp_path, entry, payload)
+    with pytest.raises(ValueError, match=r"run code"):
+        MLSH.load(tampered)
+    assert not marker.exists()
+    # The safe parts still load when the pickled one is given again.
+    if entry == "data":
+        assert MLSH.load(tampered, task_sampler=ENV_ID).num_timesteps == 0
+        assert not marker.exists()
+
+
+def _tampered(path, tmp_path, entry: str, payload: bytes):
+    """A copy of the model at ``path`` with ``entry`` replaced by ``payload``."""
+    import zipfile
+
+    out = tmp_path / f"tampered_{entry.replace('.', '_')}.zip"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(out, "w") as target:
+        for name in source.namelist():
+            target.writestr(name, payload if name == entry else source.read(name))
+    return out

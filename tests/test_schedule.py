@@ -6,6 +6,8 @@ import torch as th
 from toy_envs import make_toy
 
 from sb3_mlsh import MLSH
+from sb3_mlsh.common.rollout import select_envs
+from sb3_mlsh.mlsh import mlsh as mlsh_module
 
 
 def subpolicy_vectors(model: MLSH) -> list[th.Tensor]:
@@ -86,19 +88,18 @@ def test_invalid_schedule_is_refused():
         make_model(warmup_iterations=0, joint_iterations=0)
 
 
-def test_task_groups_have_own_tasks_masters_staggered_phases_and_pool_joint_data():
+def test_task_groups_have_own_tasks_masters_staggered_phases_and_pool_joint_data(monkeypatch):
     model = make_model(n_envs=4, task_groups=2, warmup_iterations=1, joint_iterations=1, factory=make_toy(n_tasks=50))
     groups = model.trainer.groups
     assert [g.env_indices.tolist() for g in groups] == [[0, 1], [2, 3]]
     assert [g.warmup_length for g in groups] == [1, 2]  # group 1 starts one iteration later in its cycle
     pooled = []
-    original = model._train_subpolicies
 
-    def spy(env_indices):
+    def spy(buffer, env_indices):  # the sub-policies' update takes the joint-phase envs' columns of the buffer
         pooled.append(env_indices.tolist())
-        original(env_indices)
+        return select_envs(buffer, env_indices)
 
-    model._train_subpolicies = spy
+    monkeypatch.setattr(mlsh_module, "select_envs", spy)
     model.learn(5 * model.n_envs * model.n_steps)
     # Joint phases alternate between the groups: every iteration after the first trains the sub-policies.
     assert pooled == [[0, 1], [2, 3], [0, 1], [2, 3]]

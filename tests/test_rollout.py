@@ -1,10 +1,11 @@
-"""The rollout semantics of DESIGN.md: each test fails if the property it names breaks."""
+"""The rollout semantics of DESIGN.md, and predict's (sub-policy, steps left) state: each test names what breaks."""
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from toy_envs import ToyTaskEnv, make_toy
+from stable_baselines3.common.callbacks import BaseCallback
+from toy_envs import ToyTaskEnv, make_toy, rollout_actions, small_model
 
 from sb3_mlsh import MLSH
 
@@ -127,7 +128,6 @@ def test_a_switch_never_bootstraps_from_another_subpolicys_value(collect):
 
 
 def test_each_iteration_runs_exactly_d_steps_per_env_and_callbacks_see_every_step():
-    from stable_baselines3.common.callbacks import BaseCallback
 
     class Counter(BaseCallback):
         def _on_step(self) -> bool:
@@ -171,3 +171,16 @@ def test_toy_env_is_a_valid_task_env():
     from stable_baselines3.common.env_checker import check_env
 
     check_env(ToyTaskEnv(terminate_range=(2, 5)))
+
+
+def test_predict_state_carries_subpolicy_and_steps_left():
+    model = small_model(macro_duration=4)
+    _, states = rollout_actions(model, n=12)
+    np.testing.assert_array_equal(states[:, 0, 1], [3, 2, 1, 0] * 3)
+    for start in (0, 4, 8):
+        assert len(set(states[start : start + 4, 0, 0].tolist())) == 1  # k fixed within a macro-step
+    batch = np.stack([ToyTaskEnv().reset(seed=s)[0] for s in range(3)])
+    batch_actions, state = model.predict(batch)
+    assert batch_actions.shape == (3,) and state.shape == (3, 2)
+    _, state = model.predict(batch, state=state, episode_start=np.array([True, False, False]))
+    np.testing.assert_array_equal(state[:, 1], [3, 2, 2])

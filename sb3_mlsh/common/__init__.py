@@ -1,0 +1,1 @@
+"""Pieces of MLSH that the algorithm, the distributed path and the command line share."""

@@ -1,0 +1,544 @@
+"""MLSH: Meta Learning Shared Hierarchies (Frans et al., ICLR 2018) as a Stable-Baselines3 algorithm."""
+
+import inspect
+import io
+import math
+import os
+import pathlib
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar, cast
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import MaybeCallback
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from sb3_mlsh.common.bank import SubPolicyBankPolicy, SubPolicyOptimizer, subpolicy_observation_space
+from sb3_mlsh.common.checks import (
+    check_arguments,
+    check_finite_gradients,
+    check_task_sampler,
+    guard_optimizer,
+    learner_kwargs,
+    refuse_unknown_arguments,
+)
+from sb3_mlsh.common.diversity import SkillDiscriminator
+from sb3_mlsh.common.learners import make_learner, reset_policy, train_on
+from sb3_mlsh.common.logger import PrefixedLogger, iteration_summary, record_iteration
+from sb3_mlsh.common.normalization import RewardScaler
+from sb3_mlsh.common.observation import ObsExclude, SubPolicyView
+from sb3_mlsh.common.rollout import (
+    RolloutResult,
+    TwoLevelCollector,
+    batch_of_one,
+    predict_hierarchical,
+    select_envs,
+    write_env_obs,
+)
+from sb3_mlsh.common.schedule import JOINT, MLSHMetaTrainer, Phase
+from sb3_mlsh.common.serialization import read_model_zip
+from sb3_mlsh.common.tasks import TaskSampler, as_task_sampler
+from sb3_mlsh.common.type_aliases import Obs
+from sb3_mlsh.distributed import distributed_requested, make_context, world_size
+from sb3_mlsh.mlsh import persistence
+from sb3_mlsh.mlsh.policies import MlpPolicy, MultiInputPolicy
+
+__all__ = ["MASTER_DEFAULTS", "MLSH", "SUBPOLICY_DEFAULTS"]
+
+#: The sub-policy learner's arguments that SB3's ``OnPolicyAlgorithm`` also takes.
+SB3_ATTRIBUTES = ("learning_rate", "gamma", "gae_lambda", "ent_coef", "max_grad_norm")
+
+SelfMLSH = TypeVar("SelfMLSH", bound="MLSH")
+
+MASTER_DEFAULTS: dict[str, Any] = dict(
+    learning_rate=0.01, n_epochs=10, batch_size=64, gamma=0.99, gae_lambda=0.98, clip_range=0.2, ent_coef=0.0
+)
+SUBPOLICY_DEFAULTS: dict[str, Any] = dict(
+    learning_rate=3e-4, n_epochs=10, batch_size=256, gamma=0.99, gae_lambda=0.98, clip_range=0.2, ent_coef=0.0,
+    max_grad_norm=0.5,
+)  # fmt: skip
+
+
+class MLSH(OnPolicyAlgorithm):
+    """
+    Meta Learning Shared Hierarchies (Frans, Ho, Chen, Abbeel, Schulman, ICLR 2018).
+
+    K sub-policies are shared across tasks; a master, re-initialised for every task, picks one of them every
+    ``macro_duration`` steps. Both levels are Stable-Baselines3 PPO learners with SB3's own ``train()``:
+    the master over macro-steps (action = sub-policy index, reward = sum of the primitive rewards), the
+    sub-policy learner over primitive steps with the master's choice in its observation and a bank of K
+    independent networks as its policy. Per task: ``warmup_iterations`` master-only iterations, then
+    ``joint_iterations`` iterations that also update the sub-policies, then a new task (:meth:`train`).
+
+    :param policy: ``"MlpPolicy"`` (Box observations) or ``"MultiInputPolicy"`` (Dict observations); selects the
+        master's SB3 policy and the sub-policy bank.
+    :param task_sampler: A :class:`~sb3_mlsh.TaskSampler`, or an env id / env factory whose env implements
+        ``sample_tasks`` and ``set_task``.
+    :param n_subpolicies: Number of sub-policies K.
+    :param macro_duration: Primitive steps per master decision N.
+    :param warmup_iterations: Master-only iterations per task W.
+    :param joint_iterations: Iterations per task that also update the sub-policies U.
+    :param n_steps: Primitive steps per env per iteration D.
+    :param n_envs: Number of envs.
+    :param task_groups: Number of task groups G running concurrently, each with its own task and master.
+    :param master_kwargs: PPO arguments of the master (defaults: the paper's, learning rate 0.01).
+    :param subpolicy_kwargs: PPO arguments of the sub-policy learner (defaults: the paper's, learning rate 3e-4).
+    :param policy_kwargs: Arguments of the sub-policy bank (:class:`~sb3_mlsh.common.bank.SubPolicyBankPolicy`).
+    :param master_epsilon: Probability that a master choice is replaced by a random sub-policy (the original: 0.1).
+    :param skill_diversity: Weight of DIAYN's reward ``log q(k | s') + log K``, added to the sub-policies' rewards, where a
+        :class:`~sb3_mlsh.common.diversity.SkillDiscriminator` q learns which sub-policy acts. 0: the paper's MLSH.
+    :param discriminator_kwargs: Arguments of that discriminator.
+    :param subpolicy_obs_exclude: Entries of the env observation that the sub-policies do not see (the master sees all):
+        for a Box, indices into the flattened observation (e.g. ``[0, 1]``, an Ant's torso x and y); for a Dict, keys
+        to drop or a mapping ``{key: indices}``. None (default): they see everything, as in the paper.
+    :param normalize_reward: Both learners learn from rewards divided by a running std of the discounted return (kept
+        across tasks, saved, used by :meth:`adapt`): returns of any scale leave the policy step intact. False: the paper.
+    :param torch_threads: Torch threads while :meth:`learn` runs: 1 (default) is fastest for MLSH's small MLPs (torch's
+        default measured 19x slower on a busy 2-core machine); None leaves torch's setting.
+    :param stagger_groups: Stagger the task groups' phases so that sub-policy updates spread evenly.
+    :param vec_env_class: ``DummyVecEnv`` (default) or ``SubprocVecEnv``.
+    :param monitor_dir: Where the Monitor CSVs go (None: not written).
+    :param monitor_kwargs: Keyword arguments of SB3's ``Monitor`` (e.g. ``override_existing=False`` to append).
+    :param stats_window_size: Episodes averaged in ``rollout/*`` logs.
+    :param tensorboard_log: TensorBoard log folder.
+    :param verbose: 0 silent, 1 logs every ``log_interval`` iterations.
+    :param seed: Seed of everything (envs, task draws, networks).
+    :param device: Torch device. In distributed mode ``"auto"`` means ``cuda:LOCAL_RANK`` when every process has a GPU.
+    :param distributed: Train across the processes that ``torchrun`` launched (None: when there are several). Then
+        ``n_envs`` is per process, ``task_groups`` and the step counts are the whole run's, only rank 0 logs and writes
+        saves, and ``save`` is a collective call (:mod:`sb3_mlsh.distributed`).
+    :param _init_setup_model: Build the learners now.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy, "MultiInputPolicy": MultiInputPolicy}
+    policy: SubPolicyBankPolicy  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        policy: str | type[SubPolicyBankPolicy],
+        task_sampler: TaskSampler | str | Callable[[], gym.Env],
+        n_subpolicies: int = 2,
+        macro_duration: int = 10,
+        warmup_iterations: int = 9,
+        joint_iterations: int = 1,
+        n_steps: int = 2000,
+        n_envs: int = 4,
+        task_groups: int = 1,
+        master_kwargs: dict[str, Any] | None = None,
+        subpolicy_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        master_epsilon: float = 0.0,
+        skill_diversity: float = 0.0,
+        discriminator_kwargs: dict[str, Any] | None = None,
+        subpolicy_obs_exclude: ObsExclude = None,
+        normalize_reward: bool = False,
+        torch_threads: int | None = 1,
+        stagger_groups: bool = True,
+        vec_env_class: type[DummyVecEnv] | type[SubprocVecEnv] | None = None,
+        monitor_dir: str | None = None,
+        monitor_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        distributed: bool | None = None,
+        _init_setup_model: bool = True,
+        **unknown_kwargs: Any,
+    ) -> None:
+        refuse_unknown_arguments(unknown_kwargs, set(inspect.signature(MLSH.__init__).parameters) - {"self"})
+        distributed = distributed_requested(distributed)
+        check_arguments(
+            n_subpolicies, macro_duration, warmup_iterations, joint_iterations, n_steps, n_envs, task_groups,
+            master_epsilon, skill_diversity, normalize_reward, torch_threads, world_size() if distributed else 1, distributed,
+        )  # fmt: skip
+        self.master_kwargs = learner_kwargs("master_kwargs", MASTER_DEFAULTS, master_kwargs, distributed)
+        self.subpolicy_kwargs = learner_kwargs("subpolicy_kwargs", SUBPOLICY_DEFAULTS, subpolicy_kwargs, distributed)
+        # This process's place in the run (a collective call when it is distributed), and the run's seed.
+        self.context = make_context(distributed, task_groups, device)
+        seed = self.context.agree(seed, n_envs=n_envs, n_steps=n_steps, n_subpolicies=n_subpolicies, task_groups=task_groups)
+        self.policy_name = policy if isinstance(policy, str) else "MlpPolicy"
+        self.task_sampler = as_task_sampler(task_sampler)
+        self.n_subpolicies, self.macro_duration, self.task_groups = n_subpolicies, macro_duration, task_groups
+        self.warmup_iterations, self.joint_iterations = warmup_iterations, joint_iterations
+        self.master_epsilon, self.skill_diversity = master_epsilon, float(skill_diversity)
+        self.discriminator_kwargs, self.subpolicy_obs_exclude = dict(discriminator_kwargs or {}), subpolicy_obs_exclude
+        self.normalize_reward, self.torch_threads, self.stagger_groups = bool(normalize_reward), torch_threads, stagger_groups
+        self.vec_env_class = vec_env_class or DummyVecEnv
+        observation_space, _ = check_task_sampler(self.task_sampler, self.policy_name, macro_duration, n_subpolicies)
+        self.subpolicy_view = SubPolicyView(observation_space, subpolicy_obs_exclude)
+        start_index, local_seed = self.context.rank * n_envs, self.context.local_seed(seed, n_envs)  # envs numbered run-wide
+        env = self.task_sampler.make_vec_env(n_envs, local_seed, start_index, self.vec_env_class, monitor_dir, monitor_kwargs)
+        super().__init__(
+            policy=cast(Any, policy),
+            env=env,
+            n_steps=n_steps,
+            # SB3's on-policy attributes describe the sub-policy learner; each master has its own.
+            **{key: self.subpolicy_kwargs[key] for key in SB3_ATTRIBUTES},
+            vf_coef=self.subpolicy_kwargs.get("vf_coef", 0.5),
+            use_sde=False,
+            sde_sample_freq=-1,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log if self.context.is_main else None,
+            verbose=verbose if self.context.is_main else 0,
+            device=self.context.device,
+            seed=seed,
+            _init_setup_model=False,
+            supported_action_spaces=(spaces.Discrete, spaces.Box),
+        )
+        self.iteration, self._completed_timesteps = 0, 0
+        self.iteration_log: list[dict[str, Any]] = []
+        self._rollout: RolloutResult | None = None
+        if _init_setup_model:
+            self._setup_model()
+
+    def _make_master(self, group_index: int) -> PPO:
+        master_policy = "MultiInputPolicy" if isinstance(self.observation_space, spaces.Dict) else "MlpPolicy"
+        kwargs = self.context.master_kwargs(self.master_kwargs, group_index)
+        action_space = spaces.Discrete(self.n_subpolicies)
+        master = make_learner(master_policy, self.observation_space, action_space, self.n_steps, 1, self.device, kwargs)
+        guard_optimizer(master.policy.optimizer, "master", lambda: self.iteration)
+        return master
+
+    def _reset_master(self, master: PPO) -> None:
+        reset_policy(master)
+        guard_optimizer(master.policy.optimizer, "master", lambda: self.iteration)
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        subpolicy_kwargs = dict(self.subpolicy_kwargs)
+        bank_kwargs = {"n_subpolicies": self.n_subpolicies, "max_grad_norm": subpolicy_kwargs.pop("max_grad_norm")}
+        bank_kwargs.update(self.policy_kwargs)
+        # The bank clips gradients per sub-policy; PPO's joint clip would couple the sub-policies.
+        subpolicy_kwargs.update(max_grad_norm=float("inf"), policy_kwargs=bank_kwargs)
+        bank_space = subpolicy_observation_space(self.subpolicy_view.space, self.n_subpolicies)
+        self.subpolicy_learner = make_learner(
+            self.policy_class, bank_space, self.action_space, self.n_steps, self.n_envs, self.device, subpolicy_kwargs
+        )
+        self.policy = cast(SubPolicyBankPolicy, self.subpolicy_learner.policy)
+        self.rollout_buffer = self.subpolicy_learner.rollout_buffer
+        bank_optimizer = cast(SubPolicyOptimizer, self.policy.optimizer)
+        bank_optimizer.before_step = lambda parameters: check_finite_gradients(parameters, "sub-policies", self.iteration)
+        self.discriminator: SkillDiscriminator | None = None
+        self._discriminator_stats: dict[str, float] = {}
+        if self.skill_diversity > 0:
+            self.discriminator = SkillDiscriminator(
+                self.subpolicy_view.space, self.n_subpolicies, device=self.device, **self.discriminator_kwargs
+            )
+        assert self.env is not None
+        local_seed = self.context.local_seed(self.seed, self.n_envs)
+        self.collector = TwoLevelCollector(
+            self.env,
+            self.subpolicy_learner,
+            self.n_subpolicies,
+            self.macro_duration,
+            master_epsilon=self.master_epsilon,
+            discriminator=self.discriminator,
+            diversity_coef=self.skill_diversity,
+            view=self.subpolicy_view,
+            reward_scaler=RewardScaler(self.n_envs, self.subpolicy_learner.gamma) if self.normalize_reward else None,
+            processes=self.context.world_size,
+            seed=None if local_seed is None else local_seed + 1,
+        )
+        self.trainer = MLSHMetaTrainer(
+            self.task_sampler,
+            self.env,
+            [self._make_master(index) for index in self.context.local_groups],
+            reset_master=self._reset_master,
+            warmup_iterations=self.warmup_iterations,
+            joint_iterations=self.joint_iterations,
+            stagger=self.stagger_groups,
+            seed=self.seed,
+            layout=self.context,
+        )
+        # An identical start on every process: rank 0's sub-policies (the schedule did the same for the masters).
+        self.context.share_subpolicies(self.policy)
+
+    @property
+    def completed_timesteps(self) -> int:
+        """Primitive steps of the completed iterations (less than ``num_timesteps`` while an iteration is collected)."""
+        return self._completed_timesteps
+
+    @property
+    def masters(self) -> list[PPO]:
+        """The master learner of each task group."""
+        return [group.master for group in self.trainer.groups]
+
+    @property
+    def master(self) -> PPO:
+        """The master that :meth:`predict` uses (group 0's; after :meth:`adapt`, the adapted one)."""
+        return self.trainer.groups[0].master
+
+    def learn(
+        self: SelfMLSH,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "MLSH",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfMLSH:
+        """
+        Meta-train, as SB3's on-policy algorithms learn: iterations of :meth:`collect_rollouts` then :meth:`train`, until
+        ``total_timesteps`` primitive steps of all envs (``reset_num_timesteps`` also restarts the task schedule).
+        """
+        threads_before = th.get_num_threads()
+        if self.torch_threads is not None:
+            th.set_num_threads(self.torch_threads)
+        try:
+            return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+        finally:
+            th.set_num_threads(threads_before)
+
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        """
+        One rollout of every task group: each master picks one of the K sub-policies every N steps, the sub-policies act.
+        Fills the sub-policy learner's buffer and one buffer per master.
+
+        :return: False when a callback asked to stop.
+        """
+        phases = [self.trainer.phase(group) for group in self.trainer.groups]
+        groups = [(group.env_indices, group.master) for group in self.trainer.groups]
+        assert self._last_obs is not None and self._last_episode_starts is not None  # set by _setup_learn
+        rollout, self._last_obs, self._last_episode_starts = self.collector.collect(
+            n_rollout_steps, groups, cast(Obs, self._last_obs), self._last_episode_starts, callback, self
+        )
+        if not rollout.continue_training:
+            return False
+        self.iteration += 1
+        self._rollout = rollout
+        # The run's statistics: every process adds its share (a group's ranks share its phase, and each counts its part).
+        joint_share = sum(phase == JOINT for phase in phases) / self.context.ranks_per_group
+        summary = iteration_summary(
+            self.iteration,
+            self.num_timesteps,
+            rollout,
+            joint_share,
+            self.context.sum_statistics,
+            self.discriminator is not None,
+        )
+        self.iteration_log.append(summary)
+        return True
+
+    def train(self) -> None:
+        """
+        The body of the paper's meta-loop, after each rollout. Every task group has its own task and master:
+
+        1. every master learns from its macro-steps, in its W warmup iterations and its U joint ones alike;
+        2. the shared sub-policies learn from the groups in their joint phase only (a fresh master's choices are
+           noise until it has warmed up);
+        3. a group whose W + U iterations on its task are done draws a new task, and its master starts afresh.
+
+        With several processes the same steps run on each, the updates averaged over them (:mod:`sb3_mlsh.distributed`).
+        """
+        assert self._rollout is not None and self._last_episode_starts is not None  # set by collect_rollouts
+        sub, progress = self.subpolicy_learner, self._current_progress_remaining
+        joint_envs = self.trainer.joint_env_indices()
+        # Every process runs as many minibatches as the busiest, so that each collective meets the others.
+        subpolicy_minibatches, master_sizes = self.context.agree_on_sizes(
+            math.ceil(len(joint_envs) * self.n_steps / sub.batch_size),
+            {group.index: buffer.buffer_size for group, buffer in zip(self.trainer.groups, self._rollout.master_buffers)},
+        )
+        # 1. Warmup and joint: each master learns to pick sub-policies for its task.
+        for group, buffer in zip(self.trainer.groups, self._rollout.master_buffers):
+            minibatches = self.context.master_minibatches(
+                buffer, group.index, master_sizes[group.index], group.master.batch_size
+            )
+            train_on(group.master, minibatches, progress)
+        if self.discriminator is not None:
+            # Before the sub-policies' update, which flattens the buffer's (n_steps, n_envs) layout.
+            self._discriminator_stats = self.discriminator.train_on(sub.rollout_buffer.observations)
+        # 2. Joint only: the sub-policies learn from the groups whose masters have warmed up.
+        if subpolicy_minibatches > 0:
+            has_data = len(joint_envs) > 0
+            buffer = select_envs(sub.rollout_buffer, joint_envs) if 0 < len(joint_envs) < self.n_envs else sub.rollout_buffer
+            # A process whose groups all warm up keeps the others company in the collectives; its stand-ins are not logged.
+            train_on(sub, self.context.subpolicy_minibatches(buffer, subpolicy_minibatches, has_data), progress, log=has_data)
+        # 3. Tasks that are over: a new task and a fresh master for their groups.
+        for group in self.trainer.end_iteration():
+            reset_observations = self.trainer.start_task(group, reset_envs=True)
+            assert reset_observations is not None
+            write_env_obs(cast(Obs, self._last_obs), self._last_episode_starts, group.env_indices, reset_observations)
+        self._completed_timesteps = self.num_timesteps
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        logger = self.context.logger()
+        if logger is not None and not self._custom_logger:
+            self.set_logger(logger)
+        if reset_num_timesteps:
+            self.iteration = 0
+            self.iteration_log = []
+        if reset_num_timesteps or self._last_obs is None:
+            self.trainer.start()
+        total_timesteps, callback = super()._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        self._completed_timesteps = self.num_timesteps
+        self.subpolicy_learner.set_logger(PrefixedLogger(self.logger, "train/sub/"))
+        for master in self.masters:
+            master.set_logger(PrefixedLogger(self.logger, "train/master/"))
+        return total_timesteps, callback
+
+    def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
+        return super()._init_callback(*self.context.learn_callback(callback, progress_bar))
+
+    def dump_logs(self, iteration: int = 0) -> None:
+        """Write SB3's records, ``time/iterations`` counting MLSH's iterations across resumes, and MLSH's ``mlsh/*``."""
+        discriminator_stats = self._discriminator_stats if self.discriminator is not None else None
+        record_iteration(self.logger, self.iteration_log[-1], self.trainer.groups, self._rollout, discriminator_stats)
+        super().dump_logs(self.iteration)
+
+    def adapt(
+        self: SelfMLSH,
+        task: Any,
+        total_timesteps: int,
+        update_subpolicies: bool | str = False,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        progress_bar: bool = False,
+    ) -> SelfMLSH:
+        """
+        Transfer to ``task``: fresh masters learn to use the sub-policies, which stay frozen unless asked otherwise.
+
+        :param task: The new task (e.g. ``TaskSampler(..., split="test").sample()[0]``).
+        :param total_timesteps: Primitive env steps to learn for.
+        :param update_subpolicies: False: the sub-policies stay frozen. True: they learn from the first iteration on
+            (joint phase). ``"after_warmup"``: the paper's fine-tuning, its meta-loop on one task: ``warmup_iterations``
+            iterations with frozen sub-policies, then joint iterations for the rest of ``total_timesteps``.
+        :param callback: SB3 callback(s); ``log_interval`` and ``progress_bar`` as in :meth:`learn`.
+        :return: The adapted model; :meth:`predict` then uses the adapted master.
+        """
+        self._refuse_in_distributed_mode("adapt")
+        if update_subpolicies not in (False, True, "after_warmup"):
+            raise ValueError(f"update_subpolicies must be False, True or 'after_warmup', got {update_subpolicies!r}.")
+        # A phase of None lets each group run its own schedule: W warmup iterations, then joint ones (no task ends).
+        self.trainer.fix_task(task, {False: Phase.WARMUP, True: Phase.JOINT, "after_warmup": None}[update_subpolicies])
+        self._fresh_masters()
+        return self.learn(total_timesteps, callback, log_interval, "MLSH_adapt", True, progress_bar)
+
+    def resume_meta_training(self) -> None:
+        """Leave the transfer mode of :meth:`adapt`: the next :meth:`learn` samples tasks again."""
+        self._refuse_in_distributed_mode("resume_meta_training")
+        self.trainer.fix_task(None, None)
+        self._fresh_masters()
+        for group in self.trainer.groups:
+            group.tasks_started = 0
+
+    def _fresh_masters(self) -> None:
+        for group in self.trainer.groups:
+            self._reset_master(group.master)
+            group.task = None
+        self._last_obs = None
+
+    def _refuse_in_distributed_mode(self, method: str) -> None:
+        if self.context.distributed:
+            raise NotImplementedError(
+                f"{method}() runs in one process: load the saved model there, e.g. MLSH.load(path, task_groups=1)."
+            )
+
+    def predict(  # type: ignore[override]  # the state is an (n, 2) array, not SB3's tuple of recurrent states
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | np.ndarray | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Act with the master (group 0's) and the sub-policies. ``state`` is an ``(n, 2)`` int array of (active
+        sub-policy, primitive steps left in its macro-step), as the previous call returned it (None at the start); an
+        ``episode_start`` forces a new master decision. :return: The actions and the new state.
+        """
+        return predict_hierarchical(
+            self.master.policy, self.policy, self.collector.subpolicy_obs, self.macro_duration, observation, state,
+            episode_start, deterministic,
+        )  # fmt: skip
+
+    def subpolicy_predict(self, observation: np.ndarray, subpolicy: int, deterministic: bool = False) -> np.ndarray:
+        """
+        Action of one sub-policy, e.g. to drive a :class:`~sb3_mlsh.MacroActionWrapper`.
+
+        :param observation: One env observation.
+        :param subpolicy: Which sub-policy acts.
+        :param deterministic: Use the mode of its distribution.
+        :return: The action.
+        """
+        subpolicy_obs = self.collector.subpolicy_obs(batch_of_one(observation), np.array([subpolicy]))
+        actions, _ = self.policy.predict(subpolicy_obs, deterministic=deterministic)
+        return actions[0]
+
+    def set_random_seed(self, seed: int | None = None) -> None:
+        """Seed torch, NumPy, Python, the envs, the task draws and the master exploration (each process its own)."""
+        local_seed = self.context.local_seed(seed, self.n_envs)
+        super().set_random_seed(local_seed)
+        if hasattr(self, "trainer"):
+            self.trainer.seed(seed)
+            self.collector.rng = np.random.default_rng(None if local_seed is None else local_seed + 1)
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.optimizer"], []
+
+    def get_parameters(self) -> dict[str, dict]:
+        """:return: The state dicts of the sub-policy bank, of each task group's master and of all their optimizers."""
+        return persistence.get_parameters(self)
+
+    def set_parameters(
+        self, load_path_or_dict: str | dict[str, Any], exact_match: bool = True, device: th.device | str = "auto"
+    ) -> None:
+        """
+        Load what :meth:`get_parameters` returns, from the dict or a model file; with ``exact_match=False`` masters
+        missing from it stay as they are. Raises :class:`ModelFileError` when they do not fit the architecture.
+        """
+        params = load_path_or_dict if isinstance(load_path_or_dict, dict) else read_model_zip(load_path_or_dict, device)[1]
+        persistence.set_parameters(self, params, exact_match)
+
+    def save(self, path: str | pathlib.Path | io.BufferedIOBase, exclude: Any = None, include: Any = None) -> None:
+        """
+        Save the sub-policies, the masters, their optimizers, the task schedule, the counters and the random streams to
+        ``path`` (a file path, ``.zip`` added when missing, or a file object). The write is atomic, and loading runs no
+        code from the file. In distributed mode every process calls it, and rank 0 writes the whole run's model.
+        """
+        persistence.save_model(self, path)
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfMLSH],
+        path: str | os.PathLike | io.BufferedIOBase,
+        task_sampler: TaskSampler | str | Callable[[], gym.Env] | None = None,
+        device: th.device | str = "auto",
+        trusted: bool = False,
+        env: Any = None,
+        **kwargs: Any,
+    ) -> SelfMLSH:
+        """
+        Load a model saved by :meth:`save`; loading runs no code from the file (:mod:`sb3_mlsh.common.serialization`).
+        Values stored pickled (a task sampler of your own env factory, a learning rate of your own function) must be
+        given again (``task_sampler=``, ``subpolicy_kwargs=``, ...), or, for a file you trust, ``trusted=True``.
+
+        :param path: The zip file.
+        :param task_sampler: Task sampler for the loaded model (default: the saved one); ``env``: SB3's name for it.
+        :param device: Torch device.
+        :param trusted: Unpickle the values stored pickled (this runs code from the file: only for files you trust).
+        :param kwargs: Override constructor arguments (e.g. ``n_envs``, ``verbose``). With another ``task_groups`` than
+            saved, only the sub-policies load (fresh masters and schedule, as for transfer). A distributed run's model
+            opens in one process with all its groups and envs, or in a distributed run of any layout.
+        :return: The model, ready to ``predict``, ``adapt`` or continue to ``learn``.
+        """
+        return persistence.load_model(cls, path, task_sampler, device, trusted, env, kwargs)

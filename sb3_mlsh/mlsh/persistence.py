@@ -1,0 +1,204 @@
+"""
+What an MLSH model file holds, and how a loaded model continues: parameters, the task schedule, counters, reward scale,
+random streams and, between iterations of a single process, the envs' episodes in progress (an exact resume).
+"""
+
+import io
+import os
+import pathlib
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_mlsh.common.run_state import capture_envs, restore_envs
+from sb3_mlsh.common.serialization import FORMAT_VERSION, ModelFileError, read_mlsh_model, write_mlsh_model
+from sb3_mlsh.common.tasks import TaskSampler
+from sb3_mlsh.distributed import RandomStreams, distributed_requested
+
+if TYPE_CHECKING:
+    from sb3_mlsh.mlsh.mlsh import MLSH
+
+__all__ = ["get_parameters", "load_model", "save_model", "set_parameters"]
+
+ModelT = TypeVar("ModelT", bound="MLSH")
+
+#: The constructor arguments a model file records (besides ``stats_window_size``).
+INIT_ARGUMENTS = (
+    "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
+    "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "skill_diversity", "discriminator_kwargs",
+    "subpolicy_obs_exclude", "normalize_reward", "torch_threads", "stagger_groups", "vec_env_class", "seed",
+)  # fmt: skip
+
+
+def get_parameters(model: "MLSH") -> dict[str, dict]:
+    """:return: The state dicts of the sub-policy bank, of each local task group's master and of their optimizers."""
+    params = {"subpolicies": model.policy.state_dict(), "subpolicies_optimizer": model.policy.optimizer.state_dict()}
+    for group in model.trainer.groups:  # group.index is run-wide: a process holds only its own groups' masters
+        params[f"master{group.index}"] = group.master.policy.state_dict()
+        params[f"master{group.index}_optimizer"] = group.master.policy.optimizer.state_dict()
+    if model.discriminator is not None:
+        params["discriminator"] = model.discriminator.state()
+    return params
+
+
+def set_parameters(model: "MLSH", params: dict[str, Any], exact_match: bool) -> None:
+    """
+    :param params: As :func:`get_parameters` returns them.
+    :param exact_match: Require parameters for every master (False: masters missing from ``params`` stay as they are).
+    :raises ModelFileError: when the parameters do not fit the model's architecture.
+    """
+    try:
+        model.policy.load_state_dict(params["subpolicies"])
+    except (KeyError, RuntimeError) as error:
+        raise ModelFileError(
+            "The saved sub-policies do not fit this model: it was saved with another n_subpolicies, policy_kwargs, "
+            f"env spaces or an incompatible sb3-mlsh version ({str(error).splitlines()[0]}). Load it with the "
+            "arguments it was saved with."
+        ) from error
+    if "subpolicies_optimizer" in params:
+        model.policy.optimizer.load_state_dict(params["subpolicies_optimizer"])
+    if model.discriminator is not None and "discriminator" in params:
+        model.discriminator.load_state(params["discriminator"])
+    for group in model.trainer.groups:
+        index, master = group.index, group.master
+        if f"master{index}" in params:
+            master.policy.load_state_dict(params[f"master{index}"])
+            master.policy.optimizer.load_state_dict(params[f"master{index}_optimizer"])
+        elif exact_match:
+            raise ModelFileError(f"The saved model has no parameters for the master of task group {index}.")
+
+
+def save_model(model: "MLSH", path: str | pathlib.Path | io.BufferedIOBase) -> None:
+    """
+    Write ``model`` to ``path`` (atomically; in a distributed run, a collective call of which rank 0 writes the file).
+    """
+    data = {
+        "mlsh_format_version": FORMAT_VERSION,
+        "policy_name": model.policy_name,
+        "task_sampler": model.task_sampler,
+        "init_kwargs": {
+            **{name: getattr(model, name) for name in INIT_ARGUMENTS},
+            "stats_window_size": model._stats_window_size,
+        },
+        "observation_space": model.observation_space,
+        "action_space": model.action_space,
+        # A save inside an iteration (e.g. by CheckpointCallback) stores the state at the end of the last completed
+        # iteration: the unfinished iteration's data has trained nothing yet, so a resume runs it again.
+        "num_timesteps": model.completed_timesteps,
+        "iteration": model.iteration,
+        "trainer": model.trainer.state_dict(),
+        "collector_rng": model.collector.rng.bit_generator.state,
+        "reward_scaler": None if model.collector.reward_scaler is None else model.collector.reward_scaler.state_dict(),
+        "learner_updates": [model.subpolicy_learner._n_updates, *[master._n_updates for master in model.masters]],
+        # SB3's minibatch shuffling draws from the global NumPy generator: restore it too for an exact resume.
+        "numpy_rng_state": np.random.get_state(),
+        "python_rng_state": random.getstate(),
+        "run_state": _run_state(model),
+    }
+    master_updates = {group.index: group.master._n_updates for group in model.trainer.groups}
+    gathered = model.context.gather_checkpoint(data, get_parameters(model), master_updates, model.n_envs)
+    if gathered is not None:  # None: another process writes the file
+        write_mlsh_model(path, *gathered, pytorch_variables={"torch_rng_state": th.get_rng_state()})
+
+
+def _run_state(model: "MLSH") -> dict[str, Any] | None:
+    """
+    The envs' episodes in progress and the last observations, between iterations of a single-process run: with them a
+    loaded model continues exactly where the saved one stopped. None inside an iteration (a save there holds the last
+    completed iteration, whose envs have moved on) or for envs whose state cannot be captured.
+    """
+    between_iterations = model.num_timesteps == model.completed_timesteps
+    if model.context.distributed or model._last_obs is None or not between_iterations or model.env is None:
+        return None
+    env_states = capture_envs(model.env)
+    if env_states is None:
+        return None
+    return {"envs": env_states, "last_obs": model._last_obs, "last_episode_starts": model._last_episode_starts}
+
+
+def load_model(
+    cls: type[ModelT],
+    path: str | os.PathLike | io.BufferedIOBase,
+    task_sampler: TaskSampler | str | Callable[[], gym.Env] | None,
+    device: th.device | str,
+    trusted: bool,
+    env: Any,
+    kwargs: dict[str, Any],
+) -> ModelT:
+    """The body of :meth:`MLSH.load <sb3_mlsh.MLSH.load>`, whose documentation gives the arguments."""
+    if env is not None:
+        if task_sampler is not None:
+            raise TypeError("Give the task sampler once: task_sampler= or its SB3 name env=, not both.")
+        if isinstance(env, (VecEnv, gym.Env)):
+            raise TypeError(
+                "MLSH builds its own VecEnv (one per task group's tasks), so load(env=...) takes what builds the envs: "
+                f"an env id or an env factory, or a TaskSampler as task_sampler=..., not a {type(env).__name__}."
+            )
+        task_sampler = env
+    data, params, pytorch_variables = read_mlsh_model(path, device, trusted, set(kwargs), task_sampler is not None)
+    init_kwargs = {**data["init_kwargs"], **kwargs}
+    saved_distributed = data.get("distributed")
+    if distributed_requested(kwargs.get("distributed")) and saved_distributed is not None and "n_envs" not in kwargs:
+        init_kwargs["n_envs"] = saved_distributed["n_envs_per_process"]
+    sampler = task_sampler if task_sampler is not None else data["task_sampler"]
+    model = cls(data["policy_name"], sampler, device=device, **init_kwargs)
+    for what in ("observation_space", "action_space"):
+        saved, given = data.get(what), getattr(model, what)
+        if saved is not None and (saved.shape != given.shape or type(saved) is not type(given)):
+            raise ValueError(
+                f"{path} was trained with {what} {saved}, but the envs of the given task sampler have {given}. "
+                "Sub-policies transfer only between families with the same spaces (e.g. AntTwowalk to "
+                "AntObstacleCourse): pass a task sampler of such a family, or none to keep the saved one."
+            )
+    same_groups = model.task_groups == data["saved_task_groups"]
+    if not same_groups:
+        # Another number of task groups (e.g. one group for transfer) keeps the sub-policies only: the masters and
+        # the task schedule start afresh.
+        params = {key: value for key, value in params.items() if not key.startswith("master")}
+    set_parameters(model, params, exact_match=same_groups)
+    _restore_progress(model, data, same_groups)
+    same_envs = same_groups and task_sampler is None and model.n_envs == data["saved_n_envs"]
+    if same_envs and data.get("run_state") is not None:
+        _restore_run_state(model, data["run_state"])
+    streams = model.context.saved_random_streams(data, pytorch_variables.get("torch_rng_state"))
+    if streams is not None:
+        _restore_random_streams(model, streams)
+    return model
+
+
+def _restore_progress(model: "MLSH", data: dict[str, Any], same_groups: bool) -> None:
+    """Counters, the task schedule (with the same task groups), the reward scale and the learners' update counts."""
+    model.num_timesteps = model._completed_timesteps = data["num_timesteps"]
+    model.iteration = data["iteration"]
+    if same_groups:
+        model.trainer.load_state_dict(data["trainer"])
+    if model.collector.reward_scaler is not None and data.get("reward_scaler") is not None:
+        model.collector.reward_scaler.load_state_dict(data["reward_scaler"])
+    model.subpolicy_learner._n_updates, *master_updates = data["learner_updates"]
+    for group in model.trainer.groups:
+        if group.index < len(master_updates):
+            group.master._n_updates = master_updates[group.index]
+
+
+def _restore_run_state(model: "MLSH", run_state: dict[str, Any]) -> None:
+    """The envs continue their episodes: the next ``learn`` starts where the saved model stopped."""
+    if not model.context.distributed and model.env is not None and restore_envs(model.env, run_state["envs"]):
+        model._last_obs = run_state["last_obs"]
+        model._last_episode_starts = run_state["last_episode_starts"]
+
+
+def _restore_random_streams(model: "MLSH", streams: RandomStreams) -> None:
+    if streams.get("collector_rng") is not None:
+        model.collector.rng.bit_generator.state = streams["collector_rng"]
+    if streams.get("torch_rng_state") is not None:
+        th.set_rng_state(streams["torch_rng_state"].cpu())
+    if streams.get("numpy_rng_state") is not None:
+        np.random.set_state(streams["numpy_rng_state"])
+    if streams.get("python_rng_state") is not None:
+        version, internal, gauss = streams["python_rng_state"]  # JSON turns the tuples into lists
+        random.setstate((version, tuple(internal), gauss))
