@@ -57,6 +57,6 @@ def make_task_sampler(env_id: str, split: str | None = "train", seed: int | None
     :param env_kwargs: Passed on to ``gymnasium.make``.
     :return: A :class:`sb3_mlsh.TaskSampler` for that family.
     """
-    from sb3_mlsh.tasks import TaskSampler
+    from sb3_mlsh.common.tasks import TaskSampler
 
     return TaskSampler(env_id, split=split, env_kwargs=env_kwargs, seed=seed)
