@@ -98,8 +98,12 @@ class IterationReturns(BaseCallback):
         self._returns, self._distances = [], []
 
 
-def fixed_task_env(env_id: str, task: Any, n_envs: int, seed: int, reward_gamma: float | None = None):
-    """:param reward_gamma: Scale rewards as MLSH's ``normalize_reward`` does, with this discount (None: raw rewards)."""
+def fixed_task_env(env_id: str, task: Any, n_envs: int, seed: int, reward_gamma: float | None = None, norm_obs: bool = False):
+    """
+    :param reward_gamma: Scale rewards as MLSH's ``normalize_reward`` does, with this discount (None: raw rewards).
+    :param norm_obs: Also normalise observations (VecNormalize's running mean and std), for PPO on a family whose
+        observations are not scaled (HumanoidWalkCrawl).
+    """
 
     def factory() -> gym.Env:
         env = gym.make(env_id)
@@ -108,7 +112,9 @@ def fixed_task_env(env_id: str, task: Any, n_envs: int, seed: int, reward_gamma:
 
     env = make_vec_env(factory, n_envs=n_envs, seed=seed)
     # MLSH's normalize_reward is VecNormalize's reward scaling: PPO from scratch gets the same.
-    return env if reward_gamma is None else VecNormalize(env, norm_obs=False, norm_reward=True, gamma=reward_gamma)
+    if reward_gamma is None and not norm_obs:
+        return env
+    return VecNormalize(env, norm_obs=norm_obs, norm_reward=reward_gamma is not None, gamma=reward_gamma or 0.99)
 
 
 def ppo_kwargs(n_steps: int, seed: int, hyperparams: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -241,7 +247,7 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
             else:
                 normalize = scratch_settings is not None and bool(kwargs.get("normalize_reward"))
                 gamma = {**SUBPOLICY_DEFAULTS, **kwargs.get("subpolicy_kwargs", {})}["gamma"] if normalize else None
-                env = fixed_task_env(target, task, args.n_envs, seed, reward_gamma=gamma)
+                env = fixed_task_env(target, task, args.n_envs, seed, reward_gamma=gamma, norm_obs=args.ppo_norm_obs)
                 if method == "shared":
                     learner = PPO.load(shared_path, env=env, device="cpu")
                 else:
@@ -351,6 +357,12 @@ def main() -> None:
         default="fixed",
         help="PPO from scratch (and the shared policy): the earlier tables' fixed settings, or the YAML's sub-policy "
         "learner settings and network (with its reward scaling where normalize_reward is set)",
+    )
+    parser.add_argument(
+        "--ppo-norm-obs",
+        action="store_true",
+        help="PPO from scratch (and the shared policy) normalise observations (VecNormalize), as rl-baselines3-zoo does "
+        "for Humanoid",
     )
     parser.add_argument("--retrain", action="store_true", help="meta-train even if a model for the seed exists")
     parser.add_argument("--summarise", action="store_true", help="only combine the seed files present")

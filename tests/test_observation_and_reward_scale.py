@@ -19,6 +19,16 @@ def test_box_view_keeps_the_other_entries_in_order():
     np.testing.assert_array_equal(view(batch), [[1, 2, 3], [6, 7, 8]])
 
 
+def test_slices_name_ranges_of_entries_as_python_slices_do():
+    box = spaces.Box(-1, 1, (10,))
+    np.testing.assert_array_equal(SubPolicyView(box, [0, "4:"]).space.shape, (3,))  # keeps 1, 2, 3
+    batch = np.arange(20.0).reshape(2, 10)
+    np.testing.assert_array_equal(SubPolicyView(box, [0, "4:"])(batch), [[1, 2, 3], [11, 12, 13]])
+    np.testing.assert_array_equal(SubPolicyView(box, [":2", "-3:"])(batch)[0], [2, 3, 4, 5, 6])
+    dict_view = SubPolicyView(spaces.Dict({"body": box}), {"body": ["2:9"]})
+    assert dict_view.space["body"].shape == (3,)
+
+
 def test_dict_view_drops_keys_and_entries():
     space = spaces.Dict({"goal": spaces.Box(-1, 1, (2,)), "body": spaces.Box(-1, 1, (3,)), "phase": spaces.Discrete(3)})
     assert set(SubPolicyView(space, ["goal"]).space.spaces) == {"body", "phase"}
@@ -37,6 +47,9 @@ def test_dict_view_drops_keys_and_entries():
         (spaces.Box(-1, 1, (3,)), [0, 0], "names an index twice"),
         (spaces.Box(-1, 1, (3,)), [0, 1, 2], "would see nothing"),
         (spaces.Box(-1, 1, (3,)), [1.5], "is not an integer index"),
+        (spaces.Box(-1, 1, (3,)), ["x"], "neither an integer index nor a 'start:stop' slice"),
+        (spaces.Box(-1, 1, (3,)), ["5:"], "selects none of the 3 entries"),
+        (spaces.Box(-1, 1, (3,)), [0, "0:2"], "names an index twice"),
         (spaces.Box(-1, 1, (3,)), {"a": [0]}, "give a list of indices"),
         (spaces.Dict({"a": spaces.Box(-1, 1, (2,))}), ["b"], "does not have; its keys are ['a']"),
         (spaces.Dict({"a": spaces.Box(-1, 1, (2,))}), ["a"], "hides every key"),

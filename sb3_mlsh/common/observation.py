@@ -1,5 +1,6 @@
 """Per-level observations: the part of the env observation that the sub-policies see (the master sees all of it)."""
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,9 +11,33 @@ from sb3_mlsh.common.type_aliases import Obs
 
 __all__ = ["ObsExclude", "SubPolicyView"]
 
-#: What the sub-policies do not see: for a Box observation, indices into its flattened form; for a Dict observation,
-#: keys to drop whole, or a mapping from key to indices into that key's flattened Box.
-ObsExclude = Sequence[int] | Sequence[str] | Mapping[str, Sequence[int]] | None
+#: What the sub-policies do not see: for a Box observation, indices into its flattened form (an index, or a
+#: ``"start:stop"`` slice as in Python); for a Dict observation, keys to drop whole, or a mapping from key to indices
+#: into that key's flattened Box.
+ObsExclude = Sequence[int | str] | Mapping[str, Sequence[int | str]] | None
+
+_SLICE = re.compile(r"^\s*(-?\d*)\s*:\s*(-?\d*)\s*$")
+
+
+def _expanded(indices: Sequence[Any], size: int, where: str) -> list[Any]:
+    """:return: ``indices`` with each ``"start:stop"`` string replaced by the indices of that slice of ``size`` entries."""
+    expanded: list[Any] = []
+    for index in indices:
+        match = _SLICE.match(index) if isinstance(index, str) else None
+        if isinstance(index, str) and match is None:
+            raise ValueError(
+                f"subpolicy_obs_exclude for {where}: {index!r} is neither an integer index nor a 'start:stop' slice "
+                "(e.g. '47:' for entry 47 to the end)."
+            )
+        if match is None:
+            expanded.append(index)
+            continue
+        start, stop = (int(bound) if bound else None for bound in match.groups())
+        selected = range(size)[slice(start, stop)]
+        if len(selected) == 0:
+            raise ValueError(f"subpolicy_obs_exclude for {where}: the slice {index!r} selects none of the {size} entries.")
+        expanded.extend(selected)
+    return expanded
 
 
 def _checked_indices(indices: Any, size: int, where: str) -> np.ndarray:
@@ -25,7 +50,7 @@ def _checked_indices(indices: Any, size: int, where: str) -> np.ndarray:
     if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence | np.ndarray):
         raise ValueError(f"subpolicy_obs_exclude for {where} must be a list of indices, got {indices!r}.")
     excluded = []
-    for index in indices:
+    for index in _expanded(list(indices), size, where):
         if isinstance(index, bool) or not isinstance(index, int | np.integer):
             raise ValueError(f"subpolicy_obs_exclude for {where}: {index!r} is not an integer index.")
         if not -size <= index < size:
@@ -55,8 +80,9 @@ class SubPolicyView:
 
     :param observation_space: The env's observation space (``Box`` or ``Dict``).
     :param exclude: What the sub-policies do not see: for a Box, indices into the flattened observation
-        (e.g. ``[0, 1]``); for a Dict, keys to drop (``["goal"]``) or a mapping from key to indices into that key's
-        flattened Box (``{"state": [0, 1]}``). None: the sub-policies see everything.
+        (e.g. ``[0, 1]``, or with ``"start:stop"`` slices, ``[0, 1, "47:"]``); for a Dict, keys to drop (``["goal"]``)
+        or a mapping from key to indices into that key's flattened Box (``{"state": [0, 1]}``). None: the sub-policies
+        see everything.
     """
 
     def __init__(self, observation_space: spaces.Space, exclude: ObsExclude = None) -> None:
