@@ -68,7 +68,7 @@ def main() -> None:
     header = f"{'run':>12} {'steps':>13} {'return':>9} {'approx_kl':>11} {'clip_fraction':>13} {'std':>7}"
     print(header)
     for row in rows:
-        steps = f"{row['from_step'] / 1e6:.1f}-{row['to_step'] / 1e6:.1f} M"
+        steps = f"{row['from_step'] / 1e6:g}-{row['to_step'] / 1e6:g} M"
         print(
             f"{row['run']:>12} {steps:>13} {row['return']:>9.1f} {row['approx_kl']:>11.3g} {row['clip_fraction']:>13.2f} "
             f"{row['std']:>7.3f}"
