@@ -31,7 +31,7 @@ from sb3_mlsh.cli.hyperparams import load_hyperparams, override_hyperparams, par
 from sb3_mlsh.common.callbacks import IterationCheckpoint, IterationCSV, StopOnSignal
 from sb3_mlsh.common.plotting import plot_run
 from sb3_mlsh.common.serialization import ModelFileError
-from sb3_mlsh.distributed import launch
+from sb3_mlsh.distributed import launch, world_size
 from sb3_mlsh.mlsh import MLSH
 
 __all__ = ["main", "run"]
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> MLSH:
     args = parser.parse_args(argv)
     th.set_num_threads(1)
     _check_args(parser, args)
-    run = _Run(processes=int(os.environ.get("WORLD_SIZE", "1")), main_process=True)
+    run = _Run(processes=world_size(), main_process=True)
     if run.distributed:
         launch.init_process_group(args.dist_timeout)
         run.main_process = th.distributed.get_rank() == 0
