@@ -327,7 +327,6 @@ def _report_failure(error: Exception, args: argparse.Namespace, run: _Run) -> No
         ) from None
     if not run.distributed:
         raise error  # in one process an error keeps its traceback
-    launch.mark_stopping()
     first_line = (str(error).strip().splitlines() or [""])[0]
     print(
         f"error: rank {th.distributed.get_rank()} lost the other processes of the run ({type(error).__name__}: "
@@ -336,6 +335,9 @@ def _report_failure(error: Exception, args: argparse.Namespace, run: _Run) -> No
         file=sys.stderr,
         flush=True,
     )
+    # Only once the report is out: the launcher's SIGTERM, which may come while the hint is being built, would otherwise
+    # find this process "already reported" and end it silently.
+    launch.mark_stopping()
     raise SystemExit(1) from error
 
 
