@@ -278,3 +278,14 @@ def test_overrides_reach_one_key_of_a_nested_mapping():
         override_hyperparams({**entry, "policy_kwargs": "dict(net_arch=[8])"}, ["policy_kwargs.net_arch:[4]"])
     with pytest.raises(HyperparameterError, match="key:value"):
         override_hyperparams(entry, ["warmup_iterations=3"])
+
+
+def test_runs_started_together_into_one_log_folder_get_their_own_folders(tmp_path, monkeypatch):
+    import sb3_mlsh.cli.train as train_cli
+
+    first = train_cli._make_run_folder(str(tmp_path), "mlsh/AntTwowalk-v0")
+    # A second run that listed the log folder before the first made its folder picks the same number.
+    monkeypatch.setattr(train_cli.os, "listdir", lambda path: [])
+    second = train_cli._make_run_folder(str(tmp_path), "mlsh/AntTwowalk-v0")
+    assert first.endswith("mlsh-AntTwowalk-v0_1") and second.endswith("mlsh-AntTwowalk-v0_2")
+    assert os.path.isdir(first) and os.path.isdir(second)

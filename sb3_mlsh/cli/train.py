@@ -37,12 +37,26 @@ from sb3_mlsh.mlsh import MLSH
 __all__ = ["main", "run"]
 
 
-def _run_folder(log_folder: str, env_id: str) -> str:
+def _make_run_folder(log_folder: str, env_id: str) -> str:
+    """
+    Make the next free ``<log_folder>/mlsh/mlsh-<env>_<n>`` folder.
+
+    :param log_folder: The root of all runs.
+    :param env_id: The env the run trains on.
+    :return: The new folder: another run started at the same moment into the same log folder gets another number.
+    """
     name = env_id.replace("/", "-").replace(":", "-")
     root = os.path.join(log_folder, "mlsh")
     os.makedirs(root, exist_ok=True)
     taken = [int(m.group(1)) for d in os.listdir(root) if (m := re.fullmatch(re.escape(name) + r"_(\d+)", d))]
-    return os.path.join(root, f"{name}_{max(taken, default=0) + 1}")
+    number = max(taken, default=0) + 1
+    while True:
+        folder = os.path.join(root, f"{name}_{number}")
+        try:
+            os.mkdir(folder)  # atomic: of two runs that chose the same number, one gets it and the other moves on
+            return folder
+        except FileExistsError:
+            number += 1
 
 
 def _recorded_steps(path: str) -> int:
@@ -251,8 +265,7 @@ def _start(args: argparse.Namespace, run: _Run) -> tuple[MLSH, str, int]:
     if args.n_timesteps is not None:
         n_timesteps = entry["n_timesteps"] = args.n_timesteps
     if run.main_process:
-        run.folder = _run_folder(args.log_folder, env_id)
-        os.makedirs(run.folder)
+        run.folder = _make_run_folder(args.log_folder, env_id)
         with open(os.path.join(run.folder, "config.yml"), "w") as file:
             config = {"env": env_id, "seed": args.seed, "save_freq": args.save_freq, "hyperparams": entry}
             if run.distributed:
