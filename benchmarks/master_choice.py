@@ -1,0 +1,189 @@
+"""
+Does the master pick the right sub-policy? For a meta-trained model, the "right" sub-policy of a task is the one with
+the highest return when it acts alone for a whole episode (deterministic). Two measurements:
+
+``meta RUN_FOLDER ...``: replays the run's task draws (the schedule's generator, seeded as the run was: the replay is
+checked against the saved model's generator state) and reads each iteration's sub-policy usage from its
+``iterations.csv``: the share of joint-phase steps that went to the task's right sub-policy, per task. Near 0.5 the
+sub-policies learn from both tasks alike and cannot specialise. One task group per run (the YAML's Ant entries).
+
+``probe MODEL ...``: fresh masters with the given settings over the model's frozen sub-policies (``adapt``), on each
+task, several master seeds: the right sub-policy's share of the steps and the mean return, per iteration.
+
+    python benchmarks/master_choice.py meta logs/mlsh/mlsh-AntTwowalk-v0_1
+    python benchmarks/master_choice.py probe logs/mlsh/mlsh-AntTwowalk-v0_1/model.zip --iterations 6 --repeats 3 \\
+        --master yaml: "paper:learning_rate=0.01,clip_range=0.2,batch_size=64"
+
+Writes a CSV next to ``--out`` and prints the table with the command and the machine.
+"""
+
+import argparse
+import ast
+import os
+import platform
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import torch as th
+import yaml
+
+import mlsh_envs  # noqa: F401  (registers the families)
+from mlsh_envs import make_task_sampler
+from sb3_mlsh import MLSH
+from sb3_mlsh.cli.hyperparams import parse_hyperparams
+
+
+def family_tasks(env_id: str) -> list:
+    """:return: The family's meta-training tasks (few, for the families this reads), in order."""
+    return sorted(set(make_task_sampler(env_id, split="train", seed=0).sample(200)))
+
+
+def alone_returns(model: MLSH, env_id: str, tasks: list) -> np.ndarray:
+    """:return: [sub-policy, task] return of one deterministic episode of the sub-policy alone."""
+    env = gym.make(env_id)
+    returns = np.zeros((model.n_subpolicies, len(tasks)))
+    for k in range(model.n_subpolicies):
+        for t, task in enumerate(tasks):
+            env.get_wrapper_attr("set_task")(task)
+            obs, _ = env.reset(seed=0)
+            done = False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(model.subpolicy_predict(obs, k, deterministic=True))
+                returns[k, t] += float(reward)
+                done = terminated or truncated
+    env.close()
+    return returns
+
+
+def replay_tasks(run_folder: str, n_tasks: int, model: MLSH) -> list:
+    """:return: The run's first ``n_tasks`` tasks, drawn again from a model built with the run's config and seed."""
+    with open(os.path.join(run_folder, "config.yml")) as file:
+        config = yaml.safe_load(file)
+    kwargs, _, policy = parse_hyperparams(dict(config["hyperparams"]), config["env"])
+    if kwargs.get("task_groups", 1) != 1:
+        sys.exit(f"{run_folder}: {kwargs['task_groups']} task groups; this replay reads runs with one.")
+    kwargs["n_envs"] = 1  # the draws do not depend on the number of envs
+    fresh = MLSH(policy, config["env"], seed=config["seed"], verbose=0, **kwargs)
+    group = fresh.trainer.groups[0]
+    tasks = [fresh.trainer.draw_task(group) for _ in range(n_tasks)]
+    saved = model.trainer.rngs[model.trainer.groups[0].index].bit_generator.state
+    if fresh.trainer.rngs[group.index].bit_generator.state != saved or model.trainer.groups[0].task != tasks[-1]:
+        sys.exit(f"{run_folder}: the replayed draws do not end where the saved model's do; is model.zip this run's end?")
+    fresh.env.close()
+    return tasks
+
+
+def meta(args: argparse.Namespace) -> pd.DataFrame:
+    rows = []
+    labels = args.labels or [os.path.basename(os.path.normpath(run_folder)) for run_folder in args.runs]
+    if len(labels) != len(args.runs):
+        sys.exit(f"--labels: {len(labels)} labels for {len(args.runs)} runs")
+    for label, run_folder in zip(labels, args.runs):
+        model = MLSH.load(os.path.join(run_folder, "model.zip"), device="cpu")
+        env_id = model.task_sampler.env_id
+        tasks = family_tasks(env_id)
+        right = alone_returns(model, env_id, tasks).argmax(axis=0)
+        log = pd.read_csv(os.path.join(run_folder, "iterations.csv"))
+        period = model.warmup_iterations + model.joint_iterations
+        log["task_index"] = (log.iteration - 1) // period
+        drawn = replay_tasks(run_folder, int(log.task_index.max()) + 1, model)
+        joint = log[(log.iteration - 1) % period >= model.warmup_iterations]
+        for index, part in joint.groupby("task_index"):
+            task = drawn[index]
+            rows.append(
+                dict(
+                    run=label,
+                    task_index=index,
+                    task=task,
+                    right_subpolicy=int(right[tasks.index(task)]),
+                    right_share=float(part[f"subpolicy_usage_{right[tasks.index(task)]}"].mean()),
+                    first_timestep=int(part.timesteps.min()),
+                )
+            )
+    table = pd.DataFrame(rows)
+    for run, part in table.groupby("run", sort=False):
+        half = len(part) // 2
+        print(
+            f"{run}: {len(part)} tasks; right sub-policy's share of the joint-phase steps: first half "
+            f"{part.right_share[:half].mean():.2f}, second half {part.right_share[half:].mean():.2f}; "
+            f"tasks with >= 0.8 on the right one {np.mean(part.right_share >= 0.8):.2f}, on a wrong one "
+            f"{np.mean(part.right_share <= 0.2):.2f}"
+        )
+    return table
+
+
+def parse_master(text: str) -> tuple[str, dict]:
+    """``label:key=value,key=value`` (values as Python literals) -> (label, master_kwargs overrides)."""
+    label, _, body = text.partition(":")
+    overrides = {}
+    for item in filter(None, body.split(",")):
+        key, _, value = item.partition("=")
+        overrides[key.strip()] = ast.literal_eval(value.strip())
+    return label, overrides
+
+
+def probe(args: argparse.Namespace) -> pd.DataFrame:
+    base = MLSH.load(args.model, device="cpu")
+    env_id = base.task_sampler.env_id
+    tasks = family_tasks(env_id)
+    right = alone_returns(base, env_id, tasks).argmax(axis=0)
+    print(f"right sub-policy per task {dict(zip(tasks, right.tolist()))}")
+    rows = []
+    steps = args.iterations * base.n_envs * base.n_steps
+    for label, overrides in map(parse_master, args.master):
+        model = MLSH.load(args.model, device="cpu", verbose=0, master_kwargs={**base.master_kwargs, **overrides})
+        for t, task in enumerate(tasks):
+            for repeat in range(args.repeats):
+                model.set_random_seed(1000 + repeat)
+                model.adapt(task, steps)
+                for entry in model.iteration_log:
+                    rows.append(
+                        dict(
+                            master=label,
+                            task=task,
+                            repeat=repeat,
+                            iteration=entry["iteration"],
+                            right_share=entry["subpolicy_usage"][right[t]],
+                            episode_return_mean=entry["episode_return_mean"],
+                        )
+                    )
+        model.env.close()
+    table = pd.DataFrame(rows)
+    by_iteration = table.groupby(["master", "iteration"], sort=False)
+    summary = by_iteration.agg(right_share=("right_share", "mean"), ret=("episode_return_mean", "mean"))
+    print(summary.unstack("iteration").round(2).to_string())
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    meta_parser = sub.add_parser("meta", help="the master's choices during a meta-training run")
+    meta_parser.add_argument("runs", nargs="+", help="run folders of python -m sb3_mlsh.train")
+    meta_parser.add_argument("--labels", nargs="+", default=None, help="a label per run (default: the folder names)")
+    probe_parser = sub.add_parser("probe", help="fresh masters over a model's frozen sub-policies")
+    probe_parser.add_argument("model", help="a model.zip")
+    probe_parser.add_argument("--iterations", type=int, default=6)
+    probe_parser.add_argument("--repeats", type=int, default=3, help="master seeds per task")
+    probe_parser.add_argument(
+        "--master", nargs="+", default=["yaml:"], help="label:key=value,... master_kwargs over the model's own"
+    )
+    for each in (meta_parser, probe_parser):
+        each.add_argument("--out", default=None, help="CSV to write (default: none)")
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    start = time.time()
+    table = meta(args) if args.mode == "meta" else probe(args)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        table.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"{time.time() - start:.0f} s; {platform.machine()}, {os.cpu_count()} cores, torch {th.__version__}")
+
+
+if __name__ == "__main__":
+    main()
