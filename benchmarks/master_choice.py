@@ -29,31 +29,17 @@ import numpy as np
 import pandas as pd
 import torch as th
 import yaml
+from ant_skills import family_tasks, run_subpolicy
 
 import mlsh_envs  # noqa: F401  (registers the families)
-from mlsh_envs import make_task_sampler
 from sb3_mlsh import MLSH
 from sb3_mlsh.cli.hyperparams import parse_hyperparams
 
 
-def family_tasks(env_id: str) -> list:
-    """:return: The family's meta-training tasks (few, for the families this reads), in order."""
-    return sorted(set(make_task_sampler(env_id, split="train", seed=0).sample(200)))
-
-
 def alone_returns(model: MLSH, env_id: str, tasks: list) -> np.ndarray:
-    """:return: [sub-policy, task] return of one deterministic episode of the sub-policy alone."""
+    """:return: [sub-policy, task] return of one deterministic episode of the sub-policy alone (ant_skills.py's)."""
     env = gym.make(env_id)
-    returns = np.zeros((model.n_subpolicies, len(tasks)))
-    for k in range(model.n_subpolicies):
-        for t, task in enumerate(tasks):
-            env.get_wrapper_attr("set_task")(task)
-            obs, _ = env.reset(seed=0)
-            done = False
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(model.subpolicy_predict(obs, k, deterministic=True))
-                returns[k, t] += float(reward)
-                done = terminated or truncated
+    returns = np.array([[run_subpolicy(model, env, task, k)["ret"] for task in tasks] for k in range(model.n_subpolicies)])
     env.close()
     return returns
 
@@ -84,7 +70,7 @@ def meta(args: argparse.Namespace) -> pd.DataFrame:
     for label, run_folder in zip(labels, args.runs):
         model = MLSH.load(os.path.join(run_folder, "model.zip"), device="cpu")
         env_id = model.task_sampler.env_id
-        tasks = family_tasks(env_id)
+        tasks = family_tasks(env_id, "train")
         right = alone_returns(model, env_id, tasks).argmax(axis=0)
         log = pd.read_csv(os.path.join(run_folder, "iterations.csv"))
         period = model.warmup_iterations + model.joint_iterations
@@ -93,13 +79,14 @@ def meta(args: argparse.Namespace) -> pd.DataFrame:
         joint = log[(log.iteration - 1) % period >= model.warmup_iterations]
         for index, part in joint.groupby("task_index"):
             task = drawn[index]
+            right_subpolicy = int(right[tasks.index(task)])
             rows.append(
                 dict(
                     run=label,
                     task_index=index,
                     task=task,
-                    right_subpolicy=int(right[tasks.index(task)]),
-                    right_share=float(part[f"subpolicy_usage_{right[tasks.index(task)]}"].mean()),
+                    right_subpolicy=right_subpolicy,
+                    right_share=float(part[f"subpolicy_usage_{right_subpolicy}"].mean()),
                     first_timestep=int(part.timesteps.min()),
                 )
             )
@@ -128,7 +115,7 @@ def parse_master(text: str) -> tuple[str, dict]:
 def probe(args: argparse.Namespace) -> pd.DataFrame:
     base = MLSH.load(args.model, device="cpu")
     env_id = base.task_sampler.env_id
-    tasks = family_tasks(env_id)
+    tasks = family_tasks(env_id, "train")
     right = alone_returns(base, env_id, tasks).argmax(axis=0)
     print(f"right sub-policy per task {dict(zip(tasks, right.tolist()))}")
     rows = []
