@@ -10,9 +10,16 @@ sub-policies learn from both tasks alike and cannot specialise. One task group p
 ``probe MODEL ...``: fresh masters with the given settings over the model's frozen sub-policies (``adapt``), on each
 task, several master seeds: the right sub-policy's share of the steps and the mean return, per iteration.
 
+``bound MODEL ...``: what the best possible master could score over a fresh master's first iterations. A scripted
+master picks uniformly at random during its first ``c`` iterations (before its first update it has seen no reward, and
+the task is latent) and the right sub-policy ever after; the frozen sub-policies act as in ``adapt`` (sampled) or by
+their mode. Reports the mean final distance of the episodes that end within the first ``--iterations`` iterations,
+each env of the model's ``n_envs`` x ``n_steps`` rollout running its episodes back to back as in training.
+
     python benchmarks/master_choice.py meta logs/mlsh/mlsh-AntTwowalk-v0_1
     python benchmarks/master_choice.py probe logs/mlsh/mlsh-AntTwowalk-v0_1/model.zip --iterations 6 --repeats 3 \\
         --master yaml: "paper:learning_rate=0.01,clip_range=0.2,batch_size=64"
+    python benchmarks/master_choice.py bound seed0:logs/mlsh/mlsh-AntTwowalk-v0_1/model.zip --iterations 5
 
 Writes a CSV next to ``--out`` and prints the table with the command and the machine.
 """
@@ -145,6 +152,66 @@ def probe(args: argparse.Namespace) -> pd.DataFrame:
     return table
 
 
+def scripted_master_distances(
+    model: MLSH, env: gym.Env, task: int, right: int, chance_iterations: int, iterations: int, deterministic: bool, seed: int
+) -> list[float]:
+    """
+    :return: Final distance of each episode that one env ends within ``iterations`` rollouts, under a master that
+        picks at random in rollouts 1 to ``chance_iterations`` and ``right`` after; a macro-step is cut at the end of
+        a rollout and the master decides again, as in training.
+    """
+    rng = np.random.default_rng(seed)
+    env.get_wrapper_attr("set_task")(task)
+    obs, _ = env.reset(seed=seed)
+    distances, steps_left, subpolicy = [], 0, right
+    for step in range(iterations * model.n_steps):
+        if steps_left == 0 or step % model.n_steps == 0:
+            at_chance = step // model.n_steps < chance_iterations
+            subpolicy = int(rng.integers(model.n_subpolicies)) if at_chance else right
+            steps_left = model.macro_duration
+        obs, _, terminated, truncated, info = env.step(model.subpolicy_predict(obs, subpolicy, deterministic))
+        steps_left -= 1
+        if terminated or truncated:
+            distances.append(float(info["distance"]))
+            obs, _ = env.reset()
+            steps_left = 0
+    return distances
+
+
+def bound(args: argparse.Namespace) -> pd.DataFrame:
+    rows = []
+    for label, path in (item.partition(":")[::2] for item in args.models):
+        model = MLSH.load(path, device="cpu")
+        env_id = model.task_sampler.env_id
+        tasks = family_tasks(env_id, "train")
+        right = alone_returns(model, env_id, tasks).argmax(axis=0)
+        env = gym.make(env_id)
+        for deterministic in (False, True):
+            for chance in args.chance_iterations:
+                for t, task in enumerate(tasks):
+                    for env_index in range(model.n_envs):
+                        distances = scripted_master_distances(
+                            model, env, task, int(right[t]), chance, args.iterations, deterministic, 100 * t + env_index
+                        )
+                        rows += [
+                            dict(
+                                model=label,
+                                subpolicies="mode" if deterministic else "sampled",
+                                chance_iterations=chance,
+                                task=task,
+                                env=env_index,
+                                final_distance=d,
+                            )
+                            for d in distances
+                        ]
+        env.close()
+    table = pd.DataFrame(rows)
+    summary = table.groupby(["subpolicies", "chance_iterations", "model"], sort=False).final_distance.agg(["mean", "count"])
+    print(f"final distance over iterations 1-{args.iterations}, scripted master (chance for c iterations, then right):")
+    print(summary.unstack("model").round(2).to_string())
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -158,12 +225,22 @@ def main() -> None:
     probe_parser.add_argument(
         "--master", nargs="+", default=["yaml:"], help="label:key=value,... master_kwargs over the model's own"
     )
-    for each in (meta_parser, probe_parser):
+    bound_parser = sub.add_parser("bound", help="a scripted master's best case over a fresh master's first iterations")
+    bound_parser.add_argument("models", nargs="+", help="label:path of model.zip files")
+    bound_parser.add_argument("--iterations", type=int, default=5)
+    bound_parser.add_argument(
+        "--chance-iterations",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="iterations the scripted master spends at chance before it picks right",
+    )
+    for each in (meta_parser, probe_parser, bound_parser):
         each.add_argument("--out", default=None, help="CSV to write (default: none)")
     args = parser.parse_args()
     th.set_num_threads(1)
     start = time.time()
-    table = meta(args) if args.mode == "meta" else probe(args)
+    table = dict(meta=meta, probe=probe, bound=bound)[args.mode](args)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         table.to_csv(args.out, index=False)
