@@ -180,7 +180,9 @@ def scripted_master_distances(
 
 def bound(args: argparse.Namespace) -> pd.DataFrame:
     rows = []
-    for label, path in (item.partition(":")[::2] for item in args.models):
+    for item in args.models:
+        label, _, path = item.rpartition(":")
+        label = label or os.path.basename(path)
         model = MLSH.load(path, device="cpu")
         env_id = model.task_sampler.env_id
         tasks = family_tasks(env_id, "train")
@@ -226,7 +228,7 @@ def main() -> None:
         "--master", nargs="+", default=["yaml:"], help="label:key=value,... master_kwargs over the model's own"
     )
     bound_parser = sub.add_parser("bound", help="a scripted master's best case over a fresh master's first iterations")
-    bound_parser.add_argument("models", nargs="+", help="label:path of model.zip files")
+    bound_parser.add_argument("models", nargs="+", help="model.zip files, each as label:path or path")
     bound_parser.add_argument("--iterations", type=int, default=5)
     bound_parser.add_argument(
         "--chance-iterations",
