@@ -1,5 +1,5 @@
 # Development tasks, as in stable-baselines3 and sb3-contrib.
-.PHONY: lint format check-codestyle type pytest slow docs
+.PHONY: lint format check-codestyle type pytest slow docs results-table
 
 lint:
 	ruff check .
@@ -22,3 +22,7 @@ slow:
 
 docs:
 	sphinx-build -W --keep-going -b html docs docs/_build/html
+
+# The summary tables of README.md and benchmarks/RESULTS.md, from benchmarks/results/headline.csv.
+results-table:
+	python benchmarks/results_table.py

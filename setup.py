@@ -31,6 +31,7 @@ setup(
         "tensorboard>=2.12",
         "tqdm",
         "rich",
+        "filelock>=3.12,<5",
     ],
     extras_require={
         "tests": ["pytest>=7.0", "pytest-timeout>=2.1", "ruff>=0.5", "mypy>=1.10"],

@@ -6,7 +6,8 @@ final distance to the target or goal, and its closest approach; and a picture of
     python benchmarks/ant_skills.py --env mlsh/AntTwowalk-v0 --model-tag yaml --seeds 0 1 2
 
 Models are read from <models>/<tag>_<family>_seed<s>.zip (transfer.py's layout). Writes
-<results>/ant_skills_<family>.csv and ant_skills_<family>.png, and prints the table with the command.
+<results>/ant_skills_<family>.csv and ant_skills_<family>.png (default results: benchmarks/results/<family the skills
+run on>), and prints the table with the command.
 """
 
 import argparse
@@ -88,7 +89,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--model-tag", default="yaml")
     parser.add_argument("--models", default=os.path.join(RESULTS, "models"))
-    parser.add_argument("--results", default=RESULTS)
+    parser.add_argument("--results", default=None, help="output folder (default: benchmarks/results/<family>)")
     args = parser.parse_args()
     th.set_num_threads(1)
     target = args.on or args.env
@@ -107,6 +108,7 @@ def main() -> None:
                 rows.append(dict(seed=seed, subpolicy=k, task=task, **outcome))
     frame = pd.DataFrame(rows).round(2)
     name = args.env.split("/")[-1].replace("-v0", "") + ("" if args.on is None else "_on_" + target.split("/")[-1][:-3])
+    args.results = args.results or os.path.join(RESULTS, target.split("/")[-1].replace("-v0", ""))
     os.makedirs(args.results, exist_ok=True)
     frame.to_csv(os.path.join(args.results, f"ant_skills_{name}.csv"), index=False)
     plot(paths, target, tasks, args.seeds, os.path.join(args.results, f"ant_skills_{name}.png"))

@@ -4,9 +4,9 @@ call per sub-policy on its own samples). Also SB3's single ActorCriticPolicy as 
 forward (no gradient) and one PPO-style training step (forward, backward, optimizer step) per batch size.
 
     python benchmarks/bank_forward.py --k 2 4 --batch-sizes 8 250 2000
-    python benchmarks/bank_forward.py --paths --batch-sizes 8 16 32 64 128 --out benchmarks/results/bank_paths.csv
+    python benchmarks/bank_forward.py --paths --batch-sizes 8 16 32 64 128 --out benchmarks/results/speed/bank_paths.csv
 
-Writes benchmarks/results/bank_forward.csv. With ``--paths`` it also times the bank with each of its two evaluation
+Writes benchmarks/results/speed/bank_forward.csv. With ``--paths`` it also times the bank with each of its two evaluation
 paths forced (all K networks on every sample, or each network's samples padded into a row of their own), which places
 the bank's ``grouped_from_work``.
 """
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 250, 2000])
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--paths", action="store_true", help="also time the bank with each evaluation path forced")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "bank_forward.csv"))
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "speed", "bank_forward.csv"))
     args = parser.parse_args()
     th.set_num_threads(1)
     th.manual_seed(0)

@@ -15,10 +15,10 @@ several seeds and record, per seed,
     python benchmarks/collapse.py --summarise
 
 ``-params`` overrides entries of the packaged YAML as ``python -m sb3_mlsh.train`` does (``master_kwargs.clip_range:0.2``
-sets one key of a nested mapping). Each (tag, seed) writes benchmarks/results/collapse/<family>_<tag>_seed<s>.csv, so
-seeds can run in separate processes; ``--summarise`` combines the files into
-benchmarks/results/collapse_<family>_summary.csv. The models go to benchmarks/results/models/<tag>_<family>_seed<s>.zip
-(not committed), where ``transfer.py --model-tag <tag>`` finds them.
+sets one key of a nested mapping). Each (tag, seed) writes benchmarks/results/<family>/collapse/<family>_<tag>_seed<s>.csv,
+so seeds can run in separate processes; ``--summarise`` combines the files into
+benchmarks/results/<family>/collapse_<family>_summary.csv and collapse_<family>.png. The models go to
+benchmarks/results/models/<tag>_<family>_seed<s>.zip (not committed), where ``transfer.py --model-tag <tag>`` finds them.
 """
 
 import argparse
@@ -31,13 +31,14 @@ import numpy as np
 import pandas as pd
 import torch as th
 from _common import machine
-from transfer import RESULTS, specialised, subpolicy_task_returns
+from transfer import specialised, subpolicy_task_returns
 
 from mlsh_envs import make_task_sampler
 from sb3_mlsh import MLSH
 from sb3_mlsh.cli.hyperparams import load_hyperparams, override_hyperparams, parse_hyperparams
 
 TASKS = (0, 1)
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def model_path(models: str, tag: str, env_id: str, seed: int) -> str:
@@ -165,17 +166,18 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(1)
     family = args.env.split("/")[-1].replace("-v0", "")
-    folder = os.path.join(RESULTS, "collapse")
+    family_folder = os.path.join(RESULTS, family)
+    folder = os.path.join(family_folder, "collapse")
     os.makedirs(folder, exist_ok=True)
     if not args.summarise:
         for seed in args.seeds:
             frame = run_seed(args, seed)
             frame.to_csv(os.path.join(folder, f"{family}_{args.tag}_seed{seed}.csv"), index=False)
     summary = summarise(folder, family)
-    out = os.path.join(RESULTS, f"collapse_{family}_summary.csv")
+    out = os.path.join(family_folder, f"collapse_{family}_summary.csv")
     summary.to_csv(out, index=False)
     per_tag: dict[str, list[np.ndarray]] = {}
-    before = os.path.join(RESULTS, "before_0.1.0", f"transfer_{family}_subpolicies.csv")
+    before = os.path.join(family_folder, "variants", "release_0.1.0", f"transfer_{family}_subpolicies.csv")
     if os.path.exists(before):  # the settings of release 0.1.0, from transfer.py
         texts = pd.read_csv(before)["subpolicy_task_returns"]
         per_tag["0.1.0 settings, 1.5 M steps"] = [np.array(json.loads(text)) for text in texts]
@@ -183,7 +185,7 @@ def main() -> None:
         first = pd.read_csv(file, nrows=1).iloc[0]
         label = f"{first['tag']}, {first['meta_timesteps'] / 1e6:g} M steps"
         per_tag.setdefault(label, []).append(np.array(json.loads(first["subpolicy_task_returns"])))
-    plot_skills(per_tag, os.path.join(RESULTS, f"collapse_{family}.png"))
+    plot_skills(per_tag, os.path.join(family_folder, f"collapse_{family}.png"))
     print(summary.to_string(index=False))
     print(f"machine: {machine()}; wrote {out}")
 

@@ -7,7 +7,7 @@ for a new goal only when the goal is that cell.
     python benchmarks/fourrooms_skills.py --model-tag fast --seeds 0 1 2 3 4
 
 Reads benchmarks/results/models/<tag>_mlsh-FourRooms-v0_seed<s>.zip (written by transfer.py) and the tested goals
-from transfer_FourRooms_seed<s>.csv in ``--results`` (default benchmarks/results); writes fourrooms_skills.png and
+from transfer_FourRooms_seed<s>.csv in ``--results`` (default benchmarks/results/FourRooms); writes fourrooms_skills.png and
 fourrooms_skills.csv there (per sub-policy: its most visited cell, the share of steps there, and its return alone on
 each tested goal).
 """
@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 import torch as th
 from _common import machine, write_csv
-from transfer import RESULTS, subpolicy_task_returns
+from transfer import subpolicy_task_returns
 
 import mlsh_envs  # noqa: F401  (registers the families)
 from sb3_mlsh import MLSH
 
 ENV_ID = "mlsh/FourRooms-v0"
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def visits_and_returns(model: MLSH, goals: list[tuple[int, int]], episodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +53,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--episodes", type=int, default=10, help="episodes per sub-policy and goal")
     parser.add_argument("--models", default=os.path.join(RESULTS, "models"))
-    parser.add_argument("--results", default=RESULTS, help="where transfer.py wrote its seed files; the outputs go there too")
+    parser.add_argument(
+        "--results",
+        default=os.path.join(RESULTS, "FourRooms"),
+        help="where transfer.py wrote its seed files; the outputs go there too",
+    )
     args = parser.parse_args()
     th.set_num_threads(1)
 

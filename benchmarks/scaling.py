@@ -16,7 +16,7 @@ estimates the wall time on cores that nothing else uses (``idle_*_estimate``; it
 The 2-process runs time gloo all-reduces of several sizes on loopback (fastest of many calls) to fit the ring model
 t(bytes, P) = 2 (P - 1) latency + 2 (P - 1) / P * bytes / bandwidth. The projection to P ranks puts the measured
 per-process compute of one iteration next to that model's communication for the same per-iteration collectives.
-Writes benchmarks/results/scaling.csv and scaling_projection.csv.
+Writes benchmarks/results/speed/scaling.csv and scaling_projection.csv.
 """
 
 import argparse
@@ -234,7 +234,7 @@ def main() -> None:
         metavar=("LATENCY_S", "BYTES_PER_S"),
         help="latency and bandwidth of the projection's network between machines (default: 10 GbE, 50 us)",
     )
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "scaling.csv"))
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "speed", "scaling.csv"))
     parser.add_argument("--from-csv", default=None, help="only redo the projection from a scaling.csv already measured")
     # Worker mode, run by torchrun.
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

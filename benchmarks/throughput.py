@@ -11,7 +11,7 @@ also updates the sub-policies, the worst case). An iteration costs the same whic
 the family's schedule from the packaged YAML (W warmup then U joint iterations per task) follows exactly from the two:
 ``(W + U) / (W / warmup + U / joint)``; a timed run of a few iterations would see only the start of the schedule.
 Methods alternate within each round so that all see the same machine load; the median over rounds is reported.
-Writes benchmarks/results/throughput.csv.
+Writes benchmarks/results/speed/throughput.csv.
 """
 
 import argparse
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--n-envs", type=int, default=None, help="override the YAML's n_envs")
     parser.add_argument("--n-steps", type=int, default=None, help="override the YAML's n_steps (D)")
     parser.add_argument("--hyperparams", "-params", nargs="+", default=[], metavar="KEY:VALUE", help="YAML overrides")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "throughput.csv"))
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "speed", "throughput.csv"))
     args = parser.parse_args()
     th.set_num_threads(1)
     env_ids = list(mlsh_envs.ENV_IDS) if args.envs == ["all"] else args.envs

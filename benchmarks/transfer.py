@@ -19,10 +19,15 @@ Besides the return, each row holds the mean of what the env reports at the end o
 (the Ant families: the torso's final distance to the target or goal; NaN elsewhere) and the share of episodes with a
 positive return (``success``: for the sparse obstacle courses, episodes that reached the goal).
 
-Each seed writes benchmarks/results/transfer_<family>_seed<s>.csv (one row per method, task and iteration), so
+Each seed writes benchmarks/results/<Family>/transfer_<family>_seed<s>.csv (one row per method, task and iteration), so
 seeds can run in separate processes (``--seeds 0 1`` beside ``--seeds 2 3``); ``--summarise`` alone combines every
-seed file present into benchmarks/results/transfer_<family>_summary.csv and transfer_<family>.png (mean and standard
+seed file present into transfer_<family>_summary.csv and transfer_<family>.png in the same folder (mean and standard
 deviation over seeds and tasks). Without ``--summarise`` the seeds run and then the summary is written.
+
+The shared policy is trained on the train tasks (a new one at every episode) with MLSH's meta-training budget, the
+sub-policies' network and PPO settings and the same reward scaling (and observation scaling with ``--ppo-norm-obs``);
+its scaling statistics are saved beside it (``shared_<family>_seed<s>_scaling.npz``, plain arrays) and carried into
+fine-tuning, so that its inputs keep their scale on the new task.
 """
 
 import argparse
@@ -69,6 +74,24 @@ class TaskResampling(gym.Wrapper):
         return self.env.reset(**kwargs)
 
 
+class ProgressPrint(BaseCallback):
+    """Prints one line per tenth of a long training run, so that a run of an hour shows it is alive."""
+
+    def __init__(self, label: str, total_timesteps: int) -> None:
+        super().__init__()
+        self.label, self.total_timesteps, self.next_print, self.started = label, total_timesteps, total_timesteps // 10, 0.0
+
+    def _on_training_start(self) -> None:
+        self.started = time.time()
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.next_print:
+            self.next_print += self.total_timesteps // 10
+            rate = self.num_timesteps / max(time.time() - self.started, 1e-9)
+            print(f"{self.label}: {self.num_timesteps}/{self.total_timesteps} steps ({rate:.0f} steps/s)", flush=True)
+        return True
+
+
 class IterationReturns(BaseCallback):
     """
     Per rollout of an SB3 on-policy algorithm or of MLSH: the mean return of the episodes that ended in it, their mean
@@ -98,11 +121,21 @@ class IterationReturns(BaseCallback):
         self._returns, self._distances = [], []
 
 
-def fixed_task_env(env_id: str, task: Any, n_envs: int, seed: int, reward_gamma: float | None = None, norm_obs: bool = False):
+def fixed_task_env(
+    env_id: str,
+    task: Any,
+    n_envs: int,
+    seed: int,
+    reward_gamma: float | None = None,
+    norm_obs: bool = False,
+    statistics: str | None = None,
+):
     """
     :param reward_gamma: Scale rewards as MLSH's ``normalize_reward`` does, with this discount (None: raw rewards).
     :param norm_obs: Also normalise observations (VecNormalize's running mean and std), for PPO on a family whose
         observations are not scaled (HumanoidWalkCrawl).
+    :param statistics: Start the scaling from these saved statistics (:func:`save_scaling`) instead of from nothing: the
+        shared policy keeps the scale it was trained with, as MLSH keeps its reward scale on a new task.
     """
 
     def factory() -> gym.Env:
@@ -114,7 +147,41 @@ def fixed_task_env(env_id: str, task: Any, n_envs: int, seed: int, reward_gamma:
     # MLSH's normalize_reward is VecNormalize's reward scaling: PPO from scratch gets the same.
     if reward_gamma is None and not norm_obs:
         return env
-    return VecNormalize(env, norm_obs=norm_obs, norm_reward=reward_gamma is not None, gamma=reward_gamma or 0.99)
+    normalized = VecNormalize(env, norm_obs=norm_obs, norm_reward=reward_gamma is not None, gamma=reward_gamma or 0.99)
+    if statistics is not None:
+        load_scaling(normalized, statistics)
+    return normalized
+
+
+def save_scaling(env: VecNormalize, path: str) -> None:
+    """
+    Save VecNormalize's running statistics as plain arrays (``.npz``), not as a pickle: a results folder holds no file
+    that runs code when read.
+
+    :param env: The scaled env the shared policy was trained in.
+    :param path: Where the statistics go.
+    """
+    arrays = dict(ret_mean=env.ret_rms.mean, ret_var=env.ret_rms.var, ret_count=env.ret_rms.count)
+    if env.norm_obs:  # VecNormalize keeps observation statistics only when it scales observations
+        arrays.update(obs_mean=env.obs_rms.mean, obs_var=env.obs_rms.var, obs_count=env.obs_rms.count)
+    np.savez(path, **arrays)
+
+
+def load_scaling(env: VecNormalize, path: str) -> None:
+    """
+    :param env: A scaled env, scaling what the saved one scaled, with the same observation space.
+    :param path: What :func:`save_scaling` wrote.
+    """
+    with np.load(path, allow_pickle=False) as saved:
+        if env.norm_obs != ("obs_mean" in saved):
+            raise ValueError(f"{path} was saved with norm_obs={not env.norm_obs}: pass --ppo-norm-obs as when it was trained")
+        if env.norm_obs:
+            if saved["obs_mean"].shape != env.obs_rms.mean.shape:
+                shapes = f"{saved['obs_mean'].shape}, not {env.obs_rms.mean.shape}"
+                raise ValueError(f"{path} holds the statistics of observations of shape {shapes}: another family's")
+            env.obs_rms.mean, env.obs_rms.var = saved["obs_mean"], saved["obs_var"]
+            env.obs_rms.count = float(saved["obs_count"])
+        env.ret_rms.mean, env.ret_rms.var, env.ret_rms.count = saved["ret_mean"], saved["ret_var"], float(saved["ret_count"])
 
 
 def ppo_kwargs(n_steps: int, seed: int, hyperparams: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -191,10 +258,13 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
     scratch_settings = kwargs if args.ppo_settings == "subpolicy" else None
     adapt_steps = args.iterations * iteration_steps
     model_path = os.path.join(args.models, f"{args.model_tag}_{env_id.replace('/', '-')}_seed{seed}.zip")
+    normalize = scratch_settings is not None and bool(kwargs.get("normalize_reward"))
+    reward_gamma = {**SUBPOLICY_DEFAULTS, **kwargs.get("subpolicy_kwargs", {})}["gamma"] if normalize else None
     start = time.time()
-    if os.path.exists(model_path) and not args.retrain:
+    needs_mlsh = any(method in ADAPT_MODES and method != "mlsh_untrained" for method in args.methods)
+    if needs_mlsh and os.path.exists(model_path) and not args.retrain:
         print(f"seed {seed}: loading {model_path}", flush=True)
-    else:
+    elif needs_mlsh:
         sampler = make_task_sampler(env_id, split="train", seed=seed)
         meta = MLSH("MlpPolicy", sampler, seed=seed, device="cpu", verbose=args.verbose, **kwargs)
         meta.learn(meta_timesteps, log_interval=args.log_interval)
@@ -203,16 +273,30 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
         timings[f"mlsh_meta_train_seed{seed}_s"] = time.time() - start
         print(f"seed {seed}: meta-trained {meta_timesteps} steps in {time.time() - start:.0f} s", flush=True)
 
+    # The shared policy: one PPO across the train tasks, with MLSH's budget, its sub-policies' network and settings,
+    # and the same scaling; its scaling statistics are saved with it and carried into fine-tuning.
     start = time.time()
-    shared_path = os.path.join(args.models, f"shared_{env_id.replace('/', '-')}_seed{seed}.zip")
+    shared_tag = f"{args.shared_tag}_" if args.shared_tag else ""
+    shared_path = os.path.join(args.models, f"shared_{shared_tag}{env_id.replace('/', '-')}_seed{seed}.zip")
+    shared_scaling = shared_path.replace(".zip", "_scaling.npz")
+    shared_timesteps = args.shared_timesteps or meta_timesteps
+    scaled = normalize or args.ppo_norm_obs
     if "shared" in args.methods and (not os.path.exists(shared_path) or args.retrain):
         shared_env = make_vec_env(lambda: TaskResampling(gym.make(env_id), "train"), n_envs=args.n_envs, seed=seed)
+        if scaled:
+            shared_env = VecNormalize(
+                shared_env, norm_obs=args.ppo_norm_obs, norm_reward=normalize, gamma=reward_gamma or 0.99
+            )
         shared = PPO("MlpPolicy", shared_env, **ppo_kwargs(args.n_steps, seed, scratch_settings))
-        shared.learn(args.shared_timesteps)
+        shared.learn(shared_timesteps, callback=ProgressPrint(f"seed {seed}: shared policy", shared_timesteps))
+        os.makedirs(args.models, exist_ok=True)
         shared.save(shared_path)
+        if scaled:
+            save_scaling(shared_env, shared_scaling)  # type: ignore[arg-type]
         timings[f"shared_train_seed{seed}_s"] = time.time() - start
+        print(f"seed {seed}: shared policy trained {shared_timesteps} steps in {time.time() - start:.0f} s", flush=True)
 
-    if env_id in TWO_TASK_FAMILIES:
+    if needs_mlsh and env_id in TWO_TASK_FAMILIES:
         # Did the sub-policies specialise, or collapse onto the same goal (the failure reported for the original)?
         matrix = subpolicy_task_returns(MLSH.load(model_path, n_envs=1, task_groups=1, device="cpu"), env_id, [0, 1])
         timings["subpolicy_task_returns"] = matrix.round(1).tolist()  # type: ignore[assignment]
@@ -245,9 +329,16 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
                     )
                 model.adapt(task, adapt_steps, update_subpolicies=ADAPT_MODES[method], callback=callback)
             else:
-                normalize = scratch_settings is not None and bool(kwargs.get("normalize_reward"))
-                gamma = {**SUBPOLICY_DEFAULTS, **kwargs.get("subpolicy_kwargs", {})}["gamma"] if normalize else None
-                env = fixed_task_env(target, task, args.n_envs, seed, reward_gamma=gamma, norm_obs=args.ppo_norm_obs)
+                statistics = shared_scaling if method == "shared" and scaled else None
+                env = fixed_task_env(
+                    target,
+                    task,
+                    args.n_envs,
+                    seed,
+                    reward_gamma=reward_gamma,
+                    norm_obs=args.ppo_norm_obs,
+                    statistics=statistics,
+                )
                 if method == "shared":
                     learner = PPO.load(shared_path, env=env, device="cpu")
                 else:
@@ -332,14 +423,26 @@ def main() -> None:
     parser.add_argument("--verbose", type=int, default=0, help="1: print MLSH's log table during meta-training")
     parser.add_argument("--log-interval", type=int, default=10, help="iterations between log tables (with --verbose 1)")
     parser.add_argument("--hyperparams", "-params", nargs="+", default=[], metavar="KEY:VALUE", help="YAML overrides")
-    parser.add_argument("--shared-timesteps", type=int, default=500_000, help="budget of the shared PPO policy")
+    parser.add_argument(
+        "--shared-timesteps",
+        type=int,
+        default=None,
+        help="budget of the shared PPO policy (default: MLSH's meta-training budget, --meta-timesteps or the YAML's)",
+    )
+    parser.add_argument(
+        "--shared-tag", default="", help="shared policies are <models>/shared_<tag>_<family>_seed<s>.zip (default: no tag)"
+    )
     parser.add_argument("--iterations", type=int, default=10, help="iterations on each new task")
     parser.add_argument(
         "--tasks", default="2", help="new tasks per seed, or 'all': every held-out task (two-task families: both tasks)"
     )
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--n-steps", type=int, default=250, help="steps per env per iteration")
-    parser.add_argument("--results", default=RESULTS, help="where the seed files, the summary and the plot go")
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="where the seed files, the summary and the plot go (default: benchmarks/results/<family adapted on>/)",
+    )
     parser.add_argument("--models", default=os.path.join(RESULTS, "models"), help="where meta-trained models are kept")
     parser.add_argument(
         "--model-tag", default="default", help="models are <models>/<tag>_<family>_seed<s>.zip (collapse.py's --tag)"
@@ -354,9 +457,9 @@ def main() -> None:
     parser.add_argument(
         "--ppo-settings",
         choices=("fixed", "subpolicy"),
-        default="fixed",
-        help="PPO from scratch (and the shared policy): the earlier tables' fixed settings, or the YAML's sub-policy "
-        "learner settings and network (with its reward scaling where normalize_reward is set)",
+        default="subpolicy",
+        help="PPO from scratch and the shared policy: the YAML's sub-policy learner settings and network, with its reward "
+        "scaling where normalize_reward is set (default), or the fixed settings of the 0.1 tables",
     )
     parser.add_argument(
         "--ppo-norm-obs",
@@ -368,6 +471,8 @@ def main() -> None:
     parser.add_argument("--summarise", action="store_true", help="only combine the seed files present")
     args = parser.parse_args()
     th.set_num_threads(1)
+    if args.results is None:
+        args.results = os.path.join(RESULTS, (args.transfer_env or args.env).split("/")[-1].replace("-v0", ""))
     os.makedirs(args.results, exist_ok=True)
     name = args.env.split("/")[-1].replace("-v0", "")
     if args.transfer_env:

@@ -5,8 +5,9 @@ median of the sub-policy learner's approximate KL, clip fraction and action std.
 within its trust region has an approximate KL of about 0.01 to 0.1 and a clip fraction well under 0.5; far above, the
 update is dominated by clipping (e.g. unscaled observations: every step moves the actions by many standard deviations).
 
-    python benchmarks/update_health.py benchmarks/results/humanoid/runs/packaged benchmarks/results/humanoid/runs/body_only \
-        --labels packaged body-only --window 200000 --out benchmarks/results/humanoid/update_health.csv
+    V=benchmarks/results/HumanoidWalkCrawl/variants/subpolicy_obs_1M
+    python benchmarks/update_health.py $V/runs/packaged $V/runs/body_only --labels packaged body-only --window 200000 \
+        --out $V/update_health.csv
 """
 
 import argparse

@@ -193,7 +193,8 @@ class HumanoidWalkCrawlEnv(TaskResetMixin, HumanoidEnv):
         """
         return min(max(int((x - self.course_start) // self.segment_length), 0), self.n_segments - 1)
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+    # As AntNavigationEnv.step: gymnasium's MujocoEnv.step annotation is narrower than gymnasium.Env.step's contract.
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:  # type: ignore[override]
         data = self.data
         # The centre of mass of the Humanoid: MuJoCo's subtree centre of mass of its root body, i.e. Humanoid-v5's
         # mass_center (mass-weighted body positions) without the ceilings, whose 4.8 t mocap boxes would swamp it.

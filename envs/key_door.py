@@ -30,6 +30,8 @@ class KeyDoorEnv(MovementBanditsEnv):
 
     STATE_FIELDS = (*MovementBanditsEnv.STATE_FIELDS, "key", "has_key")
 
+    agent: np.ndarray
+
     def __init__(
         self,
         size: float = 400.0,

@@ -31,6 +31,8 @@ class MovementBanditsEnv(FieldStateMixin, gym.Env):
     MOVES = np.array([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float64)
 
     STATE_FIELDS = ("task", "_next_task", "agent", "goals")
+    agent: np.ndarray
+    goals: np.ndarray
 
     def __init__(
         self, size: float = 400.0, step_size: float = 20.0, goal_radius: float = 50.0, render_mode: str | None = None

@@ -4,12 +4,12 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import gymnasium as gym
 import gymnasium.envs.mujoco
 import mujoco
 import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
-from gymnasium.utils import seeding
 
 from mlsh_envs.state import MujocoStateMixin
 
@@ -117,7 +117,7 @@ class TaskResetMixin(MujocoStateMixin):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         if seed is not None:
-            self._np_random, self._np_random_seed = seeding.np_random(seed)
+            gym.Env.reset(self, seed=seed)  # seeds np_random before the task is applied, as the base reset would
         self.task = self._next_task
         self._apply_task()
         obs, info = super().reset(options=options)  # type: ignore[misc]
@@ -231,7 +231,9 @@ class AntNavigationEnv(TaskResetMixin, AntEnv):
         """
         raise NotImplementedError
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+    # gymnasium annotates MujocoEnv.step's reward as np.float64 and its info as dict[str, np.float64], narrower than
+    # gymnasium.Env.step's contract (SupportsFloat, dict[str, Any]) that this step keeps.
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:  # type: ignore[override]
         xy_before = self.data.qpos[:2].copy()
         self.do_simulation(action, self.frame_skip)
         xy = self.data.qpos[:2].copy()

@@ -208,3 +208,24 @@ def test_a_later_task_that_changes_the_spaces_is_refused_when_it_starts():
     model.task_sampler.probe_env.unwrapped._late = True  # the sampler's env draws the tasks
     with pytest.raises(TaskProtocolError, match=r"Task 2 changed the observation_space of env 0 to Box.*fix set_task"):
         model.learn(64, reset_num_timesteps=False)
+
+
+class ArrayRewardEnv(ToyTaskEnv):
+    """Returns its reward as a one-element array, as a vectorised env's code often does."""
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, np.array([reward]), terminated, truncated, info
+
+
+def test_a_reward_that_is_not_one_number_names_the_env_before_training():
+    with pytest.raises(
+        TaskProtocolError, match=r"step\(\) of '.*ArrayRewardEnv.*' returned a reward of shape \(1,\).*reward.item\(\)"
+    ):
+        small_model(lambda: gym.wrappers.TimeLimit(ArrayRewardEnv(), 10))
+
+
+@pytest.mark.parametrize("learner", ["master_kwargs", "subpolicy_kwargs"])
+def test_a_minibatch_of_one_is_refused_with_the_reason(learner):
+    with pytest.raises(ValueError, match=rf"{learner}\['batch_size'\] must be an integer >= 2 \(PPO normalises advantages"):
+        small_model(make_toy(), **{learner: dict(batch_size=1)})

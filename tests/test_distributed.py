@@ -24,6 +24,8 @@ REPO = os.path.dirname(TESTS)
 ITERATIONS = 6
 LAUNCH_TIMEOUT = 150  # a hang fails the test instead of blocking the suite
 
+pytestmark = pytest.mark.distributed
+
 
 def _free_port() -> int:
     with socket.socket() as sock:

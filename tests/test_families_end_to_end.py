@@ -3,17 +3,16 @@
 import numpy as np
 import pytest
 import torch as th
+from markers import MUJOCO_IDS, family_params
 
 import mlsh_envs
 from mlsh_envs import make_task_sampler
 from sb3_mlsh import MLSH
 
-MUJOCO = {"mlsh/AntTwowalk-v0", "mlsh/AntMaze-v0", "mlsh/AntObstacleCourse-v0", "mlsh/HumanoidWalkCrawl-v0"}
 
-
-@pytest.mark.parametrize("env_id", mlsh_envs.ENV_IDS)
+@pytest.mark.parametrize("env_id", family_params(mlsh_envs.ENV_IDS))
 def test_mlsh_meta_trains_and_transfers_on_each_family(env_id):
-    n_steps = 20 if env_id in MUJOCO else 40
+    n_steps = 20 if env_id in MUJOCO_IDS else 40
     model = MLSH(
         "MlpPolicy",
         make_task_sampler(env_id, seed=0),
@@ -34,6 +33,7 @@ def test_mlsh_meta_trains_and_transfers_on_each_family(env_id):
     assert model.action_space.contains(np.asarray(action[0], dtype=model.action_space.dtype))
 
 
+@pytest.mark.mujoco
 def test_twowalk_subpolicies_transfer_to_the_obstacle_course(tmp_path):
     # The paper's MuJoCo transfer: sub-policies meta-trained on AntTwowalk, a fresh master on a held-out obstacle course.
     model = MLSH("MlpPolicy", make_task_sampler("mlsh/AntTwowalk-v0", seed=0), macro_duration=5, n_steps=20, n_envs=2, seed=0)

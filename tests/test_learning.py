@@ -48,6 +48,7 @@ def test_subpolicies_specialise_and_a_fresh_master_transfers_on_movement_bandits
         assert np.mean(late) > 25, (task, transfer.iteration_log)
 
 
+@pytest.mark.mujoco
 def test_ant_twowalk_subpolicies_learn_to_walk_on_a_ci_budget():
     # The packaged AntTwowalk settings (continuous-control sub-policies, reward scaling, the 2-core task cycle) on
     # 200 k meta-training steps, a few minutes on 2 cores.

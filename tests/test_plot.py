@@ -1,11 +1,15 @@
 """python -m sb3_mlsh.plot: learning curves of several runs, sub-policy usage, trajectories coloured by sub-policy."""
 
+import numpy as np
+import pandas as pd
 import pytest
+from matplotlib.figure import Figure
+from stable_baselines3.common.monitor import load_results
 
 from sb3_mlsh import MLSH
 from sb3_mlsh.cli.plot import main
 from sb3_mlsh.cli.train import main as train
-from sb3_mlsh.common.plotting import plot_run, plot_trajectories
+from sb3_mlsh.common.plotting import plot_learning_curves, plot_run, plot_trajectories, reference_levels
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -55,3 +59,52 @@ def test_trajectories_refuse_families_without_positions(tmp_path):
 def test_plot_cli_rejects_a_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         main([str(tmp_path / "nope")])
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The figures the plotting functions save, kept open for inspection."""
+    figures = []
+    save = Figure.savefig
+
+    def keep(figure, *args, **kwargs):
+        figures.append(figure)
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return figures
+
+
+def test_the_run_plot_names_its_real_window_marks_reference_levels_and_smooths_usage(two_runs, tmp_path, saved_figures):
+    run = two_runs[0]
+    assert_png(plot_run(str(run), out_path=str(tmp_path / "run.png")))
+    curve, usage = saved_figures[0].axes
+    n_episodes = len(load_results(str(run)))
+    assert n_episodes < 100
+    labels = [text.get_text() for text in curve.get_legend().get_texts()]
+    assert labels[0] == f"rolling mean of {n_episodes} episodes"
+    # The family's levels (from config.yml's env id), drawn at the values mlsh_envs gives.
+    levels = reference_levels("mlsh/MovementBandits-v0")
+    assert levels["oracle"] > 30 > 10 > levels["random"]
+    drawn = {line.get_label().split(" ")[0]: line.get_ydata()[0] for line in curve.get_lines() if line.get_label()[0] != "_"}
+    assert drawn["scripted"] == pytest.approx(levels["oracle"]) and drawn["random"] == pytest.approx(levels["random"])
+    assert any(label.startswith("scripted oracle (knows the task): ") for label in labels)
+    # Usage: a stacked area of the rolling mean over iterations (here all 4 of them), not per-iteration steps.
+    shares = pd.read_csv(run / "iterations.csv")["subpolicy_usage_0"]
+    assert usage.get_title() == f"sub-policy usage ({len(shares)}-iteration mean)"
+    top = usage.collections[0].get_paths()[0].vertices[:, 1]
+    smoothed = shares.rolling(len(shares), min_periods=1).mean()
+    assert all(np.isclose(top, value).any() for value in smoothed)
+
+
+def test_curves_of_runs_with_fewer_episodes_than_the_window_say_so(two_runs, tmp_path, saved_figures):
+    plot_learning_curves([str(run) for run in two_runs], str(tmp_path / "curves.png"), labels=["a", "b"], window=1000)
+    n_episodes = len(load_results(str(two_runs[0])))
+    labels = [text.get_text() for text in saved_figures[0].axes[0].get_legend().get_texts()]
+    assert labels[0] == f"a (mean of {n_episodes})"
+
+
+@pytest.mark.mujoco
+def test_reference_levels_come_from_the_package_where_it_has_them():
+    assert set(reference_levels("mlsh/AntTwowalk-v0", n_episodes=1)) == {"random"}  # no scripted oracle for the Ant
+    assert reference_levels("CartPole-v1") == {}

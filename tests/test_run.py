@@ -17,7 +17,8 @@ from toy_envs import make_toy
 import mlsh_envs
 from sb3_mlsh import MLSH
 from sb3_mlsh.cli.hyperparams import HyperparameterError, load_hyperparams, parse_hyperparams
-from sb3_mlsh.cli.train import _latest_checkpoint, main
+from sb3_mlsh.cli.train import _latest_checkpoint, _remove_stale_saves, build_parser, main
+from sb3_mlsh.cli.train import run as run_cli
 from sb3_mlsh.common.callbacks import IterationCheckpoint, IterationCSV
 
 ENV_ID = "mlsh/MovementBandits-v0"
@@ -87,6 +88,9 @@ def test_resume_picks_the_most_steps_skips_corrupt_files_and_removes_stale_tmp(t
     (run / "checkpoints" / ".mlsh_128_steps.zip.abc.tmp").write_bytes(b"partial")
     with pytest.warns(UserWarning, match=r"mlsh_96_steps.zip is truncated or corrupt"):
         assert _latest_checkpoint(str(run)).endswith("mlsh_64_steps.zip")
+    # Only the run's one writer removes them (under its lock): another process's save may be in flight.
+    assert [f for f in os.listdir(run / "checkpoints") if f.endswith(".tmp")]
+    _remove_stale_saves(str(run))
     assert not [f for f in os.listdir(run / "checkpoints") if f.endswith(".tmp")]
     shutil.rmtree(run / "checkpoints")
     with pytest.raises(FileNotFoundError, match="nothing to resume from"):
@@ -289,3 +293,66 @@ def test_runs_started_together_into_one_log_folder_get_their_own_folders(tmp_pat
     second = train_cli._make_run_folder(str(tmp_path), "mlsh/AntTwowalk-v0")
     assert first.endswith("mlsh-AntTwowalk-v0_1") and second.endswith("mlsh-AntTwowalk-v0_2")
     assert os.path.isdir(first) and os.path.isdir(second)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--env", ENV_ID, "--log-interval", "0"], "--log-interval must be >= 1 (iterations between two log tables), got 0"),
+        (["--env", ENV_ID, "-params", "n_envs:[1"], "--hyperparams 'n_envs:[1': the value '[1' is not valid YAML"),
+        (
+            ["--env", ENV_ID, "-f", "/dev/null/x"],
+            "-f/--log-folder /dev/null/x: cannot make the run folder there (Not a directory",
+        ),
+        (["--env", ENV_ID, "-yaml", "{tmp}"], "is a folder: give the YAML file itself"),
+        (["--env", ENV_ID, "-yaml", "{tmp}/inf.yml"], "n_timesteps must be a finite positive number, got inf"),
+        (
+            ["--env", ENV_ID, "--device", "foo"],
+            "--device 'foo' is not a torch device: use cpu, cuda, cuda:<index>, mps or auto",
+        ),
+        (["--env", ENV_ID, "-params", "master_kwargs.batch_size:1"], "master_kwargs['batch_size'] must be an integer >= 2"),
+        (["--env", ENV_ID, "-n", "2.5"], "argument --n-timesteps/-n: '2.5' is not a whole number of steps"),
+        (["--env", ENV_ID, "--no-such-option"], "unrecognized arguments: --no-such-option"),
+        ([], "give --env ENV_ID, e.g. --env mlsh/MovementBandits-v0 (or --resume RUN_FOLDER)"),
+    ],
+)
+def test_cli_mistakes_get_one_line_without_usage_or_traceback(tmp_path, capsys, argv, message):
+    (tmp_path / "inf.yml").write_text(f"{ENV_ID}:\n  n_timesteps: .inf\n")
+    logs = tmp_path / "logs"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(
+            [*(arg.format(tmp=tmp_path) for arg in argv), *(["-f", str(logs)] if "-f" not in argv else []), "--verbose", "0"]
+        )
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err and "usage:" not in err and "Traceback" not in err
+    assert not os.path.exists(logs / "mlsh")  # nothing written, not even a half-made run folder
+
+
+def test_a_read_only_log_folder_gets_one_line(tmp_path, capsys, monkeypatch):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    logs.chmod(0o555)
+    mkdir = os.mkdir
+
+    def read_only(path, *args, **kwargs):  # as the permission bits make it for anyone but root
+        if str(path).startswith(str(logs)):
+            raise PermissionError(13, "Permission denied", str(path))
+        mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", read_only)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(["--env", ENV_ID, "-f", str(logs), "--verbose", "0"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"error: -f/--log-folder {logs}: cannot make the run folder there (Permission denied: ")
+
+
+def test_n_takes_the_yaml_way_of_writing_steps():
+    parser = build_parser()
+    assert parser.parse_args(["--env", ENV_ID, "-n", "1e5"]).n_timesteps == 100_000
+    assert parser.parse_args(["--env", ENV_ID, "-n", "2_000_000"]).n_timesteps == 2_000_000
+    for text in ("inf", "nan", "1e5x"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--env", ENV_ID, "-n", text])

@@ -10,6 +10,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 import pytest
+from markers import family_params
 from stable_baselines3.common.env_checker import check_env
 
 import mlsh_envs
@@ -72,7 +73,7 @@ def _actions(env: gym.Env, n: int, seed: int = 0) -> list:
     return [env.action_space.sample() for _ in range(n)]
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", family_params(ENV_IDS))
 def test_registered(env_id):
     assert env_id in mlsh_envs.ENV_IDS
     env = gym.make(env_id)
@@ -80,7 +81,7 @@ def test_registered(env_id):
     env.close()
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", family_params(ENV_IDS))
 def test_check_env(env_id):
     env = gym.make(env_id).unwrapped
     with warnings.catch_warnings():
@@ -89,7 +90,7 @@ def test_check_env(env_id):
     env.close()
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", family_params(ENV_IDS))
 def test_task_protocol(env_id):
     env = gym.make(env_id)
     env.reset(seed=0)
@@ -120,7 +121,7 @@ def test_task_protocol(env_id):
     env.close()
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", family_params(ENV_IDS))
 def test_spaces_do_not_depend_on_task(env_id):
     first = gym.make(env_id)
     first.reset(seed=0)
@@ -134,7 +135,7 @@ def test_spaces_do_not_depend_on_task(env_id):
     first.close()
 
 
-@pytest.mark.parametrize("env_id", SPLIT_IDS)
+@pytest.mark.parametrize("env_id", family_params(SPLIT_IDS))
 def test_splits_are_disjoint(env_id):
     env = gym.make(env_id)
     env.reset(seed=0)
@@ -145,7 +146,7 @@ def test_splits_are_disjoint(env_id):
     assert train | test == every
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", family_params(ENV_IDS))
 def test_seeded_reset_is_deterministic(env_id):
     env = gym.make(env_id)
     env.reset(seed=0)
@@ -219,6 +220,7 @@ def test_oracles_beat_random():
         assert oracle > random + 10, env_id
 
 
+@pytest.mark.mujoco
 def test_ant_twowalk_tasks_differ():
     env = gym.make("mlsh/AntTwowalk-v0")
     actions = _actions(env, 20)
@@ -233,6 +235,7 @@ def test_ant_twowalk_tasks_differ():
     assert -0.002 < scaled.step(np.zeros(8))[1] < 0
 
 
+@pytest.mark.mujoco
 def test_ant_maze_tasks_differ_and_blocks_collide():
     env = gym.make("mlsh/AntMaze-v0")
     actions = _actions(env, 20)
@@ -253,6 +256,7 @@ def test_ant_maze_tasks_differ_and_blocks_collide():
     assert heights[0] > 2.0 > 1.0 > heights[1]
 
 
+@pytest.mark.mujoco
 def test_ant_obstacle_course_tasks_differ():
     env = AntObstacleCourseEnv()
     returns = []
@@ -267,6 +271,7 @@ def test_ant_obstacle_course_tasks_differ():
     assert env.observation_space.shape == (107,)
 
 
+@pytest.mark.mujoco
 def test_humanoid_walk_crawl_tasks_differ_and_ceilings():
     env = gym.make("mlsh/HumanoidWalkCrawl-v0")
     # With zero torques the Humanoid collapses and drifts back: a crawl segment pays (negatively) for that drift
@@ -294,6 +299,7 @@ def test_humanoid_walk_crawl_tasks_differ_and_ceilings():
         assert touched == touches
 
 
+@pytest.mark.mujoco
 def test_humanoid_walk_crawl_pays_progress_not_standing_or_lying_still():
     env = gym.make("mlsh/HumanoidWalkCrawl-v0")
     unwrapped: HumanoidWalkCrawlEnv = env.unwrapped
@@ -352,6 +358,7 @@ print("rendered")
 """
 
 
+@pytest.mark.mujoco
 @pytest.mark.parametrize("env_id", MUJOCO_IDS)
 def test_render_mujoco(env_id):
     # Rendering needs an offscreen GL backend (MUJOCO_GL=egl, or osmesa); it is chosen when mujoco is imported,
@@ -372,7 +379,7 @@ def test_render_mujoco(env_id):
     pytest.skip(f"No offscreen GL backend works here (install libegl1 or libosmesa6): {errors}")
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", family_params(ENV_IDS))
 def test_task_sampler(env_id):
     for split in ("train", "test"):
         sampler = mlsh_envs.make_task_sampler(env_id, split=split, seed=0)
@@ -385,6 +392,7 @@ def test_task_sampler(env_id):
         sampler.close()
 
 
+@pytest.mark.mujoco
 def test_models_are_built_once():
     # Tasks move geoms through model arrays: switching tasks keeps the very same compiled model.
     for cls in (AntMazeEnv, AntObstacleCourseEnv, KeyDoorEnv):

@@ -56,6 +56,7 @@ def test_optuna_search_over_n_k_w_and_learning_rates(tmp_path):
     assert trials["params_n_subpolicies"].between(2, 4).all() and trials["params_warmup_iterations"].between(1, 4).all()
 
 
+@pytest.mark.mujoco
 def test_search_space_follows_the_family():
     from sb3_mlsh.cli.zoo import search_space
 

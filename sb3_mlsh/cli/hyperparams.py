@@ -1,7 +1,10 @@
 """Zoo-style hyperparameter files: read an env's YAML entry, apply ``-params`` overrides, and turn it into MLSH arguments."""
 
+import ast
 import difflib
 import importlib.resources
+import math
+import os
 import re
 from typing import Any
 
@@ -16,6 +19,7 @@ __all__ = [
     "load_hyperparams",
     "override_hyperparams",
     "parse_hyperparams",
+    "target_timesteps",
 ]
 
 #: Keys a YAML entry may have besides the MLSH constructor arguments.
@@ -36,12 +40,68 @@ def default_hyperparams_file() -> str:
     return str(importlib.resources.files("sb3_mlsh") / "hyperparams" / "mlsh.yml")
 
 
+#: The names a ``dict(...)`` string may use: activation functions and optimizers, under the names the zoo writes.
+ALLOWED_NAMES: dict[str, Any] = {
+    **{
+        f"{prefix}{name}": getattr(th.nn, name)
+        for prefix in ("nn.", "th.nn.", "torch.nn.")
+        for name in ("ReLU", "Tanh", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Softplus")
+    },
+    **{
+        f"{prefix}{name}": getattr(th.optim, name)
+        for prefix in ("th.optim.", "torch.optim.")
+        for name in ("Adam", "AdamW", "RMSprop", "SGD")
+    },
+}
+
+
+def _dotted_name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = _dotted_name(node.value)
+        return None if inner is None else f"{inner}.{node.attr}"
+    return None
+
+
+def _literal(node: ast.expr, key: str, text: str) -> Any:
+    """
+    The value of one node of a ``dict(...)`` string: literals, lists, tuples, mappings, nested ``dict(...)`` and the
+    names of :data:`ALLOWED_NAMES`; anything else (calls, other names, operators, subscripts) is refused unevaluated.
+    """
+    if isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, (bool, int, float, str))):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        operand = _literal(node.operand, key, text)
+        if isinstance(operand, (int, float)) and not isinstance(operand, bool):
+            return -operand if isinstance(node.op, ast.USub) else operand
+    elif isinstance(node, ast.List):
+        return [_literal(item, key, text) for item in node.elts]
+    elif isinstance(node, ast.Tuple):
+        return tuple(_literal(item, key, text) for item in node.elts)
+    elif isinstance(node, ast.Dict) and all(item is not None for item in node.keys):
+        return {_literal(k, key, text): _literal(v, key, text) for k, v in zip(node.keys, node.values)}  # type: ignore[arg-type]
+    elif isinstance(node, ast.Call) and _dotted_name(node.func) == "dict" and not node.args:
+        if all(keyword.arg is not None for keyword in node.keywords):
+            return {keyword.arg: _literal(keyword.value, key, text) for keyword in node.keywords}
+    elif _dotted_name(node) in ALLOWED_NAMES:
+        return ALLOWED_NAMES[str(_dotted_name(node))]
+    names = sorted({name.split(".")[-1] for name in ALLOWED_NAMES})
+    raise HyperparameterError(
+        f"{key}: {ast.unparse(node)!r} in {text!r} is not allowed. A 'dict(...)' string holds only numbers, strings, "
+        f"True/False/None, lists, tuples, nested dict(...) and the classes nn.<name> / th.optim.<name> with name in "
+        f"{names}: it is read, never run."
+    )
+
+
 def _evaluate_dict_string(text: str, key: str) -> dict[str, Any]:
-    # The zoo writes policy_kwargs as "dict(...)"; evaluate it with torch's nn available for activation_fn.
+    # The zoo writes policy_kwargs as "dict(...)". It is read by walking its syntax tree, never evaluated: a
+    # hyperparameter file or a run's config.yml must not be able to run code.
     try:
-        value = eval(text, {"__builtins__": {}}, {"dict": dict, "nn": th.nn, "th": th})
-    except Exception as error:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
         raise HyperparameterError(f"{key}: cannot read {text!r} as a dict(...) expression ({error}).") from error
+    value = _literal(tree.body, key, text)
     if not isinstance(value, dict):
         raise HyperparameterError(f"{key} must be a mapping or a 'dict(...)' string, got {text!r}.")
     return value
@@ -126,10 +186,21 @@ def parse_hyperparams(entry: dict[str, Any], env_id: str) -> tuple[dict[str, Any
         if key in kwargs and (isinstance(kwargs[key], bool) or not isinstance(kwargs[key], int)):
             raise HyperparameterError(f"{key} must be an integer, got {kwargs[key]!r} ({type(kwargs[key]).__name__}).")
     _check_value_types(kwargs)
+    return kwargs, target_timesteps(entry), entry.get("policy", "MlpPolicy")
+
+
+def target_timesteps(entry: dict[str, Any]) -> int:
+    """
+    :param entry: A YAML entry (or a run's recorded one).
+    :return: Its ``n_timesteps`` (default 1e6), a whole number of steps.
+    :raises HyperparameterError: for a value that is not a finite positive number (YAML's ``.inf`` and ``.nan`` included).
+    """
     n_timesteps = entry.get("n_timesteps", 1_000_000)
-    if not isinstance(n_timesteps, (int, float)) or n_timesteps <= 0:
+    if isinstance(n_timesteps, bool) or not isinstance(n_timesteps, (int, float)) or not math.isfinite(n_timesteps):
+        raise HyperparameterError(f"n_timesteps must be a finite positive number, got {n_timesteps!r}.")
+    if n_timesteps < 1:
         raise HyperparameterError(f"n_timesteps must be a positive number, got {n_timesteps!r}.")
-    return kwargs, int(n_timesteps), entry.get("policy", "MlpPolicy")
+    return int(n_timesteps)
 
 
 def load_hyperparams(env_id: str, path: str | None = None) -> dict[str, Any]:
@@ -139,11 +210,17 @@ def load_hyperparams(env_id: str, path: str | None = None) -> dict[str, Any]:
     :return: The raw entry.
     """
     path = path or default_hyperparams_file()
-    with open(path) as file:
-        try:
+    if os.path.isdir(path):
+        raise HyperparameterError(f"--hyperparams-file {path} is a folder: give the YAML file itself.")
+    try:
+        with open(path) as file:
             table = yaml.safe_load(file) or {}
-        except yaml.YAMLError as error:
-            raise HyperparameterError(f"{path} is not valid YAML: {error}") from error
+    except yaml.YAMLError as error:
+        raise HyperparameterError(f"{path} is not valid YAML: {error}") from error
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as error:
+        raise HyperparameterError(f"Cannot read the hyperparameter file {path}: {error}.") from error
     if not isinstance(table, dict):
         raise HyperparameterError(f"{path} must map env ids to hyperparameters at its top level, got {type(table).__name__}.")
     if env_id not in table:
@@ -171,7 +248,15 @@ def override_hyperparams(entry: dict[str, Any], overrides: list[str]) -> dict[st
     for item in overrides:
         if ":" not in item:
             raise HyperparameterError(f"--hyperparams takes key:value pairs, got {item!r}.")
-        key, value = item.split(":", 1)
+        key, text = item.split(":", 1)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            problem = str(error).splitlines()[0]
+            raise HyperparameterError(
+                f"--hyperparams {item!r}: the value {text!r} is not valid YAML ({problem}); e.g. n_envs:8, "
+                'policy_kwargs:"dict(net_arch=[64, 64])", master_kwargs.clip_range:0.3.'
+            ) from error
         if "." in key:
             outer, inner = key.split(".", 1)
             nested = entry.get(outer, {})
@@ -180,7 +265,7 @@ def override_hyperparams(entry: dict[str, Any], overrides: list[str]) -> dict[st
                     f"Cannot set {key!r}: {outer!r} is {nested!r}, not a mapping; "
                     "write it as a YAML mapping to override one key."
                 )
-            entry[outer] = {**nested, inner: yaml.safe_load(value)}
+            entry[outer] = {**nested, inner: value}
         else:
-            entry[key] = yaml.safe_load(value)
+            entry[key] = value
     return entry

@@ -1,13 +1,19 @@
 """Callbacks for long MLSH runs: per-iteration CSV rows, checkpoints at iteration boundaries, and clean stops on signals."""
 
 import csv
+import io
+import math
 import os
 import signal
+import warnings
 from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-__all__ = ["IterationCSV", "IterationCheckpoint", "StopOnSignal", "iteration_row"]
+from sb3_mlsh.common.run_state import monitor_files
+from sb3_mlsh.common.serialization import write_atomically
+
+__all__ = ["IterationCSV", "IterationCheckpoint", "StopOnSignal", "complete_rows", "iteration_row"]
 
 
 def iteration_row(entry: dict[str, Any]) -> dict[str, Any]:
@@ -17,11 +23,52 @@ def iteration_row(entry: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def complete_rows(text: str, completed: int) -> tuple[list[str], list[list[str]], int]:
+    """
+    The rows of an ``iterations.csv`` that a resumed run keeps.
+
+    :param text: The file's content.
+    :param completed: The last iteration of the checkpoint the run resumes from.
+    :return: The header (empty if it is not one), the rows kept and how many others were dropped besides those past
+        ``completed``: a row is kept only if it ends with a newline (a killed write leaves a partial last line), has a
+        number in every column and an iteration after the row before it (a repeated row is dropped).
+    """
+    *lines, tail = text.split("\n")  # the part after the last newline is a partial line, or nothing
+    header = next(csv.reader(lines[:1]), [])
+    if not {"iteration", "timesteps"} <= set(header):
+        return [], [], len(lines) + bool(tail)
+    column = header.index("iteration")
+    kept: list[list[str]] = []
+    dropped = int(bool(tail))
+    for line in lines[1:]:
+        row = next(csv.reader([line]), [])
+        complete = len(row) == len(header) and all(_is_number(field) for field in row)
+        iteration = float(row[column]) if complete else math.nan
+        previous = int(kept[-1][column]) if kept else 0
+        if not (math.isfinite(iteration) and iteration == int(iteration) and previous < iteration):
+            dropped += 1
+        elif iteration <= completed:
+            kept.append(row)
+    return header, kept, dropped
+
+
 class IterationCSV(BaseCallback):
     """
     Appends each iteration's row of ``MLSH.iteration_log`` to a CSV file as soon as the iteration's update is done,
     flushed to disk, so that a killed run keeps every completed iteration. When the file exists (a resumed run), the
-    rows after the model's last completed iteration, which the resumed run repeats, are dropped first.
+    rows after the model's last completed iteration, which the resumed run repeats, are dropped first, and so is
+    every row that does not read completely (see :func:`complete_rows`), with a warning.
+
+    Give it before :class:`IterationCheckpoint` in the callback list: a row then reaches the disk before the checkpoint
+    that holds its iteration, so that a kill between the two loses nothing (a resume drops rows past its checkpoint).
 
     :param path: The CSV file.
     """
@@ -33,19 +80,25 @@ class IterationCSV(BaseCallback):
 
     def _on_training_start(self) -> None:
         completed = self.model.iteration  # type: ignore[attr-defined]
-        rows: list[dict[str, str]] = []
+        header: list[str] = []
+        rows: list[list[str]] = []
         if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
-            with open(self.path, newline="") as file:
-                rows = [row for row in csv.DictReader(file) if row.get("iteration", "").isdigit()]
-            rows = [row for row in rows if int(row["iteration"]) <= completed]
+            with open(self.path, newline="", errors="replace") as file:
+                header, rows, dropped = complete_rows(file.read(), completed)
+            if dropped:
+                warnings.warn(
+                    f"{self.path}: dropped {dropped} row(s) that do not read completely or repeat an iteration (a run "
+                    "killed while writing it); the rows of every other completed iteration are kept.",
+                    stacklevel=2,
+                )
             tmp = f"{self.path}.tmp"
             with open(tmp, "w", newline="") as file:
                 if rows:
-                    writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-                    writer.writeheader()
+                    writer = csv.writer(file)
+                    writer.writerow(header)
                     writer.writerows(rows)
             os.replace(tmp, self.path)
-        self._written = max((int(row["iteration"]) for row in rows), default=completed)
+        self._written = int(rows[-1][header.index("iteration")]) if rows else completed
 
     def _append_new_rows(self) -> None:
         new = [iteration_row(e) for e in self.model.iteration_log if e["iteration"] > self._written]  # type: ignore[attr-defined]
@@ -123,17 +176,27 @@ class IterationCheckpoint(BaseCallback):
 
 class StopOnSignal(BaseCallback):
     """
-    Turns SIGINT and SIGTERM into a clean stop: training ends at the next primitive step (the unfinished iteration
-    has trained nothing, so nothing is lost that a checkpoint would hold), and :attr:`received` names the signal.
-    The previous handlers are put back when training ends.
+    Turns SIGINT and SIGTERM into a clean stop: training ends at the next primitive step, and :attr:`received` names
+    the signal. The previous handlers are put back when training ends.
+
+    A stop inside an iteration leaves the model, its envs and its random streams part-way through a rollout that has
+    trained nothing. So that a resume is the uninterrupted run, bit for bit, the callback keeps the model as it was at
+    the start of each iteration (:meth:`save_iteration_start` writes it), and the sizes of the Monitor files then, to
+    cut off the episodes that the unfinished iteration logged and a resume logs again.
+
+    :param keep_iteration_start: Keep that copy (one in-memory save per iteration).
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self) -> None:
+    def __init__(self, keep_iteration_start: bool = True) -> None:
         super().__init__()
         self.received: int | None = None
+        self.keep_iteration_start = keep_iteration_start
         self._previous: dict[int, Any] = {}
+        self._start: bytes | None = None
+        self._start_steps = -1
+        self._monitor_sizes: dict[str, int] | None = None
 
     def _handle(self, signum: int, _frame: Any) -> None:
         self.received = signum
@@ -142,6 +205,17 @@ class StopOnSignal(BaseCallback):
         for signum in self.SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
 
+    def _on_rollout_start(self) -> None:
+        completed = self.model.completed_timesteps  # type: ignore[attr-defined]
+        if not self.keep_iteration_start or completed != self.num_timesteps:
+            return
+        buffer = io.BytesIO()
+        self.model.save(buffer)
+        self._start, self._start_steps = buffer.getvalue(), completed
+        env = self.model.get_env()
+        files = None if env is None else monitor_files(env)
+        self._monitor_sizes = None if files is None else {name: os.path.getsize(name) for name in files}
+
     def _on_training_end(self) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
@@ -149,3 +223,20 @@ class StopOnSignal(BaseCallback):
 
     def _on_step(self) -> bool:
         return self.received is None
+
+    def save_iteration_start(self, path: str) -> bool:
+        """
+        After a stop inside an iteration: write the model as it was at that iteration's start to ``path`` (atomically),
+        and cut the Monitor files back to their length then.
+
+        :param path: The checkpoint file.
+        :return: False, writing nothing, when there is no such copy (the stop came at an iteration boundary, before the
+            first iteration, or the copy was not kept): the caller saves the model itself.
+        """
+        if self._start is None or self._start_steps != self.model.completed_timesteps:  # type: ignore[attr-defined]
+            return False
+        write_atomically(path, self._start)
+        for name, size in (self._monitor_sizes or {}).items():
+            if os.path.exists(name) and os.path.getsize(name) > size:
+                os.truncate(name, size)
+        return True

@@ -3,6 +3,7 @@ Checks that refuse what MLSH cannot learn from, with errors that name the fix: b
 samplers that break the task protocol, and non-finite updates (no optimizer step from a NaN or inf gradient).
 """
 
+import copy
 import difflib
 import inspect
 import warnings
@@ -169,13 +170,19 @@ def learner_kwargs(name: str, defaults: dict[str, Any], given: dict[str, Any] | 
     :param given: The PPO arguments given for it.
     :param distributed: Whether the run is distributed.
     :return: The defaults updated with the given arguments, checked.
-    :raises ValueError: for an argument that MLSH sets itself, one that PPO does not take (with the closest name), or
-        ``target_kl`` in a distributed run.
+    :raises ValueError: for an argument that MLSH sets itself, one that PPO does not take (with the closest name), a
+        ``batch_size`` below 2, or ``target_kl`` in a distributed run.
     """
     kwargs = {**defaults, **(given or {})}
     reserved = RESERVED_LEARNER_KWARGS.intersection(kwargs)
     if reserved:
         raise ValueError(f"{name} may not set {sorted(reserved)}: MLSH sets these itself (pass them to MLSH()).")
+    batch_size = kwargs.get("batch_size")
+    if isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool) and batch_size < 2:
+        # PPO normalises the advantages over each minibatch: one sample has no spread (SB3 asserts it).
+        raise ValueError(
+            f"{name}['batch_size'] must be an integer >= 2 (PPO normalises advantages per minibatch), got {batch_size}."
+        )
     for key in sorted(set(kwargs) - _PPO_ARGUMENTS - RESERVED_LEARNER_KWARGS):
         close = difflib.get_close_matches(key, _PPO_ARGUMENTS, n=1)
         hint = f": did you mean {close[0]!r}?" if close else "."
@@ -287,8 +294,32 @@ def check_task_sampler(
                 f"After set_task({task!r}) and reset(), the observation of {task_sampler.env_id!r} is outside its "
                 f"observation space {observation_space}. Fix the env's observation_space."
             )
+    _check_step(probe, env_id, action_space)
     _warn_about_sizes(probe, task_sampler.env_id, macro_duration, n_subpolicies)
     return observation_space, action_space
+
+
+def _check_step(probe: gym.Env, env_id: str, action_space: spaces.Space) -> None:
+    """
+    One step of the probe env (which only reads spaces and draws tasks, reseeded at each draw) with an action from a
+    seeded copy of the action space, so that no generator of the run moves: a reward that is not one number would
+    otherwise fail deep inside SB3's Monitor at the first step of training, without naming the env.
+    """
+    space = copy.deepcopy(action_space)
+    space.seed(0)
+    try:
+        _, reward, _, _, _ = probe.step(space.sample())
+    except Exception as error:
+        raise TaskProtocolError(
+            f"step() of {env_id!r} after reset() raised {type(error).__name__}: {error}. Fix the env's step(): it must "
+            f"accept any action of its action space {action_space}."
+        ) from error
+    array = np.asarray(reward)
+    if array.shape != () or array.dtype.kind not in "biuf":
+        raise TaskProtocolError(
+            f"step() of {env_id!r} returned a reward of shape {array.shape} and type {type(reward).__name__} ({reward!r}): "
+            "a gymnasium env returns one number per step. Return float(reward) (for a one-element array: reward.item())."
+        )
 
 
 def _warn_about_sizes(probe: gym.Env, env_id: str, macro_duration: int, n_subpolicies: int) -> None:

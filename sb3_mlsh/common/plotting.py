@@ -6,7 +6,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_learning_curves", "plot_run", "plot_subpolicy_usage", "plot_trajectories"]
+__all__ = ["plot_learning_curves", "plot_run", "plot_subpolicy_usage", "plot_trajectories", "reference_levels"]
 
 
 def _rolling(values: np.ndarray, window: int) -> np.ndarray:
@@ -15,55 +15,123 @@ def _rolling(values: np.ndarray, window: int) -> np.ndarray:
     return pd.Series(values).rolling(min(window, len(values)), min_periods=1).mean().to_numpy()
 
 
-def plot_run(log_dir: str, out_path: str | None = None, title: str | None = None, window: int = 100) -> str:
+def reference_levels(env_id: str, n_episodes: int = 10, seed: int = 0, split: str | None = "train") -> dict[str, float]:
     """
-    Draw the episode return against primitive steps (from the Monitor CSVs) and, when ``iterations.csv`` is there,
-    the share of steps each sub-policy took per iteration.
+    Mean returns that put a task family's learning curve in scale, from what ``mlsh_envs`` provides: its scripted
+    oracle, which knows the task (the families with ``oracle_action``), and uniformly random actions.
+
+    :param env_id: An env id.
+    :param n_episodes: Episodes per level, each on a newly drawn task.
+    :param seed: Seed of the envs and the task draws.
+    :param split: The tasks' split (``"train"``: those of meta-training).
+    :return: ``{"oracle": mean, "random": mean}``, without the oracle where the family has none; empty for an env that is
+        not one of ``mlsh_envs``' families.
+    """
+    try:
+        import mlsh_envs
+    except ImportError:  # pragma: no cover
+        return {}
+    if env_id not in mlsh_envs.ENV_IDS:
+        return {}
+    import gymnasium as gym
+
+    probe = gym.make(env_id)
+    has_oracle = callable(getattr(probe.unwrapped, "oracle_action", None))
+    probe.close()
+    policies: dict[str, Any] = {"random": lambda env, obs: env.action_space.sample()}
+    if has_oracle:
+        policies = {"oracle": lambda env, obs: env.get_wrapper_attr("oracle_action")(obs), **policies}
+    return {
+        name: mlsh_envs.evaluate_policy_fn(env_id, policy, n_episodes=n_episodes, seed=seed, split=split)[0]
+        for name, policy in policies.items()
+    }
+
+
+def _run_env_id(log_dir: str) -> str | None:
+    """:return: The env id in a run folder's ``config.yml`` (None: no such file or key)."""
+    import yaml
+
+    try:
+        with open(os.path.join(log_dir, "config.yml")) as file:
+            config = yaml.safe_load(file)
+    except (OSError, yaml.YAMLError):
+        return None
+    env_id = config.get("env") if isinstance(config, dict) else None
+    return env_id if isinstance(env_id, str) else None
+
+
+def _draw_usage(ax: Any, iterations: pd.DataFrame, window: int) -> bool:
+    """
+    Stack each sub-policy's share of the primitive steps per iteration, smoothed over ``window`` iterations (per-iteration
+    shares jump as tasks change).
+
+    :return: Whether ``iterations`` had usage columns to draw.
+    """
+    shares = iterations.filter(regex=r"^subpolicy_usage_\d+$")
+    if len(shares) == 0 or shares.shape[1] == 0:
+        return False
+    window = min(window, len(shares))
+    usage = shares.rolling(window, min_periods=1).mean().to_numpy()
+    ax.stackplot(iterations["timesteps"], usage.T, labels=[f"sub-policy {k}" for k in range(usage.shape[1])], alpha=0.85)
+    ax.set_xlabel("primitive env steps")
+    ax.set_ylabel("share of steps")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"sub-policy usage ({window}-iteration mean)", fontsize="medium")
+    ax.legend(loc="upper right", fontsize="small")
+    return True
+
+
+def plot_run(
+    log_dir: str,
+    out_path: str | None = None,
+    title: str | None = None,
+    window: int = 100,
+    env_id: str | None = None,
+    usage_window: int = 10,
+    reference: bool = True,
+) -> str:
+    """
+    Draw the episode return against primitive steps (from the Monitor CSVs), with the family's oracle and random levels
+    where ``mlsh_envs`` has them, and, when ``iterations.csv`` is there, the share of steps each sub-policy took.
 
     :param log_dir: A run folder written by ``python -m sb3_mlsh.train``.
     :param out_path: Where to save the PNG (default: ``<log_dir>/learning_curve.png``).
     :param title: Figure title (default: the folder name).
-    :param window: Episodes in the rolling mean.
+    :param window: Episodes in the rolling mean (fewer when the run has fewer; the legend gives the number used).
+    :param env_id: The run's env id, for the reference levels (default: the one in ``<log_dir>/config.yml``).
+    :param usage_window: Iterations in the rolling mean of the sub-policy usage.
+    :param reference: Draw the reference levels (:func:`reference_levels`, on the training split's tasks).
     :return: The path of the PNG.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from stable_baselines3.common.monitor import load_results
 
     out_path = out_path or os.path.join(log_dir, "learning_curve.png")
     iterations_csv = os.path.join(log_dir, "iterations.csv")
     iterations = pd.read_csv(iterations_csv) if os.path.exists(iterations_csv) else None
-    n_panels = 2 if iterations is not None and len(iterations) else 1
+    has_usage = iterations is not None and iterations.filter(regex=r"^subpolicy_usage_\d+$").shape[1] > 0
+    n_panels = 2 if has_usage and iterations is not None and len(iterations) else 1
     fig, axes = plt.subplots(1, n_panels, figsize=(6 * n_panels, 4), squeeze=False)
-    episodes = load_results(log_dir)
-    episodes = episodes.sort_values("t")
-    steps = np.cumsum(episodes["l"].to_numpy())
-    returns = episodes["r"].to_numpy()
+    steps, returns = _episodes(log_dir)
     ax = axes[0, 0]
     ax.plot(steps, returns, color="tab:blue", alpha=0.15, linewidth=0.5)
-    ax.plot(steps, _rolling(returns, window), color="tab:blue", label=f"mean of {window} episodes")
+    ax.plot(steps, _rolling(returns, window), color="tab:blue", label=f"rolling mean of {min(window, len(returns))} episodes")
+    env_id = env_id or _run_env_id(log_dir)
+    levels = reference_levels(env_id) if reference and env_id is not None else {}
+    styles = {"oracle": ("tab:green", "--", "scripted oracle (knows the task)"), "random": ("tab:gray", ":", "random actions")}
+    for name, level in levels.items():
+        color, linestyle, text = styles[name]
+        ax.axhline(level, color=color, linestyle=linestyle, linewidth=1.2, label=f"{text}: {level:.1f}")
     ax.set_xlabel("primitive env steps")
     ax.set_ylabel("episode return")
     ax.set_title(title or os.path.basename(os.path.normpath(log_dir)))
-    ax.legend(loc="lower right")
+    ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
     if n_panels == 2:
         assert iterations is not None  # the second panel exists only with iterations.csv
-        ax = axes[0, 1]
-        usage = iterations.filter(regex=r"^subpolicy_usage_\d+$").to_numpy()
-        bottom = np.zeros(len(usage))
-        for k in range(usage.shape[1]):
-            ax.fill_between(
-                iterations["timesteps"], bottom, bottom + usage[:, k], step="post", label=f"sub-policy {k}", alpha=0.8
-            )
-            bottom += usage[:, k]
-        ax.set_xlabel("primitive env steps")
-        ax.set_ylabel("share of steps")
-        ax.set_ylim(0, 1)
-        ax.set_title("sub-policy usage per iteration")
-        ax.legend(loc="lower right", fontsize="small")
+        _draw_usage(axes[0, 1], iterations, usage_window)
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
@@ -101,9 +169,10 @@ def plot_learning_curves(
         steps, returns = _episodes(log_dir)
         color = f"C{index}"
         ax.plot(steps, returns, color=color, alpha=0.1, linewidth=0.5)
-        ax.plot(steps, _rolling(returns, window), color=color, label=label)
+        shorter = f" (mean of {len(returns)})" if len(returns) < window else ""  # a run with fewer episodes than the window
+        ax.plot(steps, _rolling(returns, window), color=color, label=label + shorter)
     ax.set_xlabel("primitive env steps")
-    ax.set_ylabel(f"episode return (mean of {window})")
+    ax.set_ylabel(f"episode return (rolling mean of {window} episodes)")
     ax.set_title(title or "learning curves")
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
@@ -131,20 +200,11 @@ def plot_subpolicy_usage(log_dir: str, out_path: str, window: int = 10) -> str |
     path = os.path.join(log_dir, "iterations.csv")
     if not os.path.exists(path):
         return None
-    iterations = pd.read_csv(path)
-    shares = iterations.filter(regex=r"^subpolicy_usage_\d+$")
-    if len(shares) == 0:
-        return None
-    usage = shares.rolling(window, min_periods=1).mean().to_numpy()
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.stackplot(iterations["timesteps"], usage.T, labels=[f"sub-policy {k}" for k in range(usage.shape[1])], alpha=0.85)
-    ax.set_xlabel("primitive env steps")
-    ax.set_ylabel("share of steps")
-    ax.set_ylim(0, 1)
-    ax.set_title(
-        f"sub-policy usage ({window}-iteration mean): {os.path.basename(os.path.normpath(log_dir))}", fontsize="medium"
-    )
-    ax.legend(loc="upper right", fontsize="small")
+    if not _draw_usage(ax, pd.read_csv(path), window):
+        plt.close(fig)
+        return None
+    ax.set_title(f"{ax.get_title()}: {os.path.basename(os.path.normpath(log_dir))}", fontsize="medium")
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
     plt.close(fig)

@@ -8,7 +8,7 @@ from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-__all__ = ["capture_envs", "restore_envs"]
+__all__ = ["capture_envs", "monitor_files", "restore_envs"]
 
 #: What each wrapper of a registered env (and SB3's Monitor) keeps about the episode in progress.
 WRAPPER_FIELDS: dict[type, tuple[str, ...]] = {
@@ -72,3 +72,20 @@ def restore_envs(vec_env: VecEnv, states: list[dict[str, Any]]) -> bool:
                 setattr(layer, field, copy.deepcopy(saved[field]))
         base.set_episode_state(state["env"])  # type: ignore[attr-defined]
     return True
+
+
+def monitor_files(vec_env: VecEnv) -> list[str] | None:
+    """
+    :param vec_env: The model's VecEnv.
+    :return: The CSV files its envs' ``Monitor`` wrappers write (none when they write none), or None for a VecEnv whose
+        envs live in other processes (``SubprocVecEnv``).
+    """
+    if not isinstance(vec_env, DummyVecEnv):
+        return None
+    files = []
+    for env in vec_env.envs:
+        for layer in _layers(env)[0]:
+            writer = getattr(layer, "results_writer", None) if isinstance(layer, Monitor) else None
+            if writer is not None:
+                files.append(writer.file_handler.name)
+    return files

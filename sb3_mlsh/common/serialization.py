@@ -23,13 +23,21 @@ from stable_baselines3.common.save_util import save_to_zip_file
 from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule, get_device
 
 __all__ = [
+    "DATA_KEYS",
     "FORMAT_VERSION",
+    "INIT_KWARGS_KEYS",
+    "MAX_DATA_BYTES",
+    "MAX_EXPANSION",
+    "MAX_TENSOR_BYTES",
     "ModelFileError",
     "UntrustedValueError",
     "decode",
     "encode",
     "read_mlsh_model",
+    "read_model_data",
     "read_model_zip",
+    "verify_model_zip",
+    "write_atomically",
     "write_mlsh_model",
 ]
 
@@ -40,9 +48,38 @@ FORMAT_VERSION = 2
 #: Classes a model file may name: the values of ``MLSH(...)`` arguments that are classes.
 ALLOWED_CLASSES: dict[str, tuple[str, str]] = {
     **{name: ("torch.nn", name) for name in ("ReLU", "Tanh", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Softplus")},
+    **{name: ("torch.optim", name) for name in ("Adam", "AdamW", "RMSprop", "SGD")},
     "DummyVecEnv": ("stable_baselines3.common.vec_env", "DummyVecEnv"),
     "SubprocVecEnv": ("stable_baselines3.common.vec_env", "SubprocVecEnv"),
 }
+
+#: Largest ``data`` entry (JSON) a model file may have, uncompressed: the largest saves of the shipped families (a
+#: HumanoidWalkCrawl run with its envs' episodes in progress) hold about 250 kB.
+MAX_DATA_BYTES = 32 * 2**20
+#: Largest tensor file a model file may have, uncompressed.
+MAX_TENSOR_BYTES = 4 * 2**30
+#: How much a compressed entry may expand. SB3 and torch write entries uncompressed; a file zipped again with deflate
+#: expands a little (weights barely compress), a zip bomb a thousandfold.
+MAX_EXPANSION = 20
+#: The entries of a model file's ``data`` (``distributed``: a distributed run's; ``run_id``: a run of the command line's).
+DATA_KEYS = frozenset(
+    {
+        "mlsh_format_version", "policy_name", "task_sampler", "init_kwargs", "observation_space", "action_space",
+        "num_timesteps", "iteration", "trainer", "collector_rng", "reward_scaler", "learner_updates", "numpy_rng_state",
+        "python_rng_state", "torch_rng_state", "run_state", "distributed", "run_id",
+    }
+)  # fmt: skip
+#: The constructor arguments a model file may record.
+INIT_KWARGS_KEYS = frozenset(
+    {
+        "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
+        "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "skill_diversity", "discriminator_kwargs",
+        "subpolicy_obs_exclude", "normalize_reward", "torch_threads", "stagger_groups", "vec_env_class", "seed",
+        "stats_window_size",
+    }
+)  # fmt: skip
+#: NumPy dtypes a model file's arrays may have: numbers and booleans (a string dtype may ask for gigabytes per item).
+_NUMERIC_KINDS = "biuf"
 
 
 class ModelFileError(ValueError):
@@ -104,7 +141,7 @@ def _encode_space(space: spaces.Space, where: str) -> dict[str, Any]:
 def _decode_space(value: dict[str, Any]) -> spaces.Space:
     kind = value[":space:"]
     if kind == "Box":
-        return spaces.Box(decode(value["low"]), decode(value["high"]), dtype=np.dtype(value["dtype"]))
+        return spaces.Box(decode(value["low"]), decode(value["high"]), dtype=_numeric_dtype(value["dtype"], "a Box space"))
     if kind == "Discrete":
         return spaces.Discrete(value["n"], start=value["start"])
     if kind == "MultiDiscrete":
@@ -114,6 +151,50 @@ def _decode_space(value: dict[str, Any]) -> spaces.Space:
     if kind == "Dict":
         return spaces.Dict({key: _decode_space(space) for key, space in value["spaces"].items()})
     raise ModelFileError(f"unknown space {kind!r} in the model file")
+
+
+def _numeric_dtype(name: Any, where: str) -> np.dtype:
+    """:raises ModelFileError: for a dtype other than a number or a boolean of at most 8 bytes."""
+    try:
+        dtype = np.dtype(name) if isinstance(name, str) else None
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in _NUMERIC_KINDS or dtype.itemsize > 8:
+        raise ModelFileError(
+            f"The model file's {where} has the dtype {name!r}: model files hold arrays of numbers and booleans only "
+            "(a string or object dtype may ask for gigabytes, or run code). The file is corrupt or crafted: refused."
+        )
+    return dtype
+
+
+def _decode_array(value: dict[str, Any], where: str) -> np.ndarray:
+    dtype = _numeric_dtype(value.get("dtype"), where)
+    shape = value.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise ModelFileError(f"The model file's {where} has the array shape {shape!r}: not a list of sizes. Refused.")
+    try:
+        array = np.array(value[":ndarray:"], dtype=dtype)
+        return array.reshape(shape)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise ModelFileError(f"The model file's {where} is not an array of shape {shape} ({error}): refused.") from error
+
+
+def _env_id(value: Any, where: str, trusted: bool) -> str:
+    """
+    :raises ModelFileError: for an env id that is not a string, or that names a module to import (``module:Env-v0``:
+        ``gymnasium.make`` imports the module, which runs its code) in a file that is not trusted.
+    """
+    if not isinstance(value, str):
+        raise ModelFileError(f"The model file's {where} has the env id {value!r}, not a string: refused.")
+    if ":" in value and not trusted:
+        module = value.split(":", 1)[0]
+        raise ModelFileError(
+            f"The model file's {where} has the env id {value!r}: gymnasium.make would import the module {module!r} "
+            "(whatever a file of that name on the Python path holds) and run its code. Pass the task sampler again "
+            "(MLSH.load(path, task_sampler=...), or import the module yourself and give the id without 'module:'), or, "
+            "only for a file you trust, load it with trusted=True (python -m sb3_mlsh.train --resume RUN --trusted)."
+        )
+    return value
 
 
 def encode(value: Any, where: str = "data") -> Any:
@@ -181,7 +262,7 @@ def decode(value: Any, where: str = "data", trusted: bool = False) -> Any:
     if ":tuple:" in value:
         return tuple(decode(item, f"{where}[{index}]", trusted) for index, item in enumerate(value[":tuple:"]))
     if ":ndarray:" in value:
-        return np.array(value[":ndarray:"], dtype=np.dtype(value["dtype"])).reshape(value["shape"])
+        return _decode_array(value, where)
     if ":space:" in value:
         return _decode_space(value)
     if ":schedule:" in value:
@@ -200,49 +281,184 @@ def decode(value: Any, where: str = "data", trusted: bool = False) -> Any:
         from sb3_mlsh.common.tasks import TaskSampler
 
         sampler = TaskSampler(
-            value[":task_sampler:"], split=value["split"], env_kwargs=decode(value["env_kwargs"], where, trusted)
+            _env_id(value[":task_sampler:"], where, trusted),
+            split=value["split"],
+            env_kwargs=decode(value["env_kwargs"], where, trusted),
         )
         sampler.rng.bit_generator.state = decode(value["rng"], where, trusted)
         return sampler
     return {key: decode(item, f"{where}.{key}", trusted) for key, item in value.items()}
 
 
+def _check_entry(info: zipfile.ZipInfo, source: Any, limit: int) -> None:
+    """:raises ModelFileError: for an entry that would inflate past ``limit`` bytes, or far past its compressed size."""
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ModelFileError(
+            f"{source}: its entry {info.filename!r} is compressed with zip method {info.compress_type}; model files are "
+            "stored or deflated: refused (not an sb3-mlsh file)."
+        )
+    expands = info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > max(2**20, MAX_EXPANSION * info.compress_size)
+    if info.file_size > limit or expands:
+        raise ModelFileError(
+            f"{source}: its entry {info.filename!r} would inflate from {info.compress_size} to {info.file_size} bytes "
+            f"(at most {limit} bytes, and {MAX_EXPANSION} times its compressed size, are read): a zip bomb, or not a "
+            "model file. Refused before reading it."
+        )
+
+
+def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: Any, limit: int, keep: bool = True) -> bytes:
+    """
+    :return: The entry's bytes (empty when not ``keep``: the read then only checks the CRC), read in pieces so that an
+        entry whose header understates its size is stopped at ``limit`` bytes, never inflated in one piece.
+    :raises ModelFileError: as :func:`_check_entry`, or when the entry inflates past ``limit`` all the same.
+    """
+    _check_entry(info, source, limit)
+    pieces, size = [], 0
+    with archive.open(info) as entry:
+        while piece := entry.read(2**20):
+            size += len(piece)
+            if size > limit:
+                raise ModelFileError(f"{source}: its entry {info.filename!r} inflates past {limit} bytes: refused.")
+            if keep:
+                pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _check_tensor_file(blob: bytes, source: Any, name: str) -> None:
+    """
+    A tensor file is a zip itself, whose records torch inflates in one piece to the size their header declares: check
+    those headers as the outer file's (torch writes them stored, each inside the file).
+    """
+    if not zipfile.is_zipfile(io.BytesIO(blob)):
+        return  # torch refuses it with its own error (a legacy tensor file is read in pieces)
+    with zipfile.ZipFile(io.BytesIO(blob)) as inner:
+        for info in inner.infolist():
+            _check_entry(info, f"{source} ({name})", MAX_TENSOR_BYTES)
+            stored_size_wrong = info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size
+            if stored_size_wrong or info.header_offset + info.compress_size > len(blob):
+                raise ModelFileError(
+                    f"{source}: the record {info.filename!r} of {name} declares {info.file_size} bytes that the file "
+                    "does not hold: truncated or crafted, refused."
+                )
+
+
+def _non_finite(tree: Any, where: str) -> str | None:
+    """:return: The place of the first floating-point tensor in ``tree`` with a NaN or an inf, None if there is none."""
+    if th.is_tensor(tree):
+        return None if not tree.is_floating_point() or bool(th.isfinite(tree).all()) else where
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif isinstance(tree, (list, tuple)):
+        items = enumerate(tree)  # type: ignore[assignment]
+    else:
+        return None
+    for key, value in items:
+        found = _non_finite(value, f"{where}.{key}")
+        if found is not None:
+            return found
+    return None
+
+
+def _open_zip(source: Any) -> zipfile.ZipFile:
+    if isinstance(source, (str, os.PathLike)) and not os.path.exists(source) and os.path.exists(f"{source}.zip"):
+        source = f"{source}.zip"  # as SB3's load: the suffix may be left out
+    return zipfile.ZipFile(source)
+
+
+def _read_data(archive: zipfile.ZipFile, source: Any) -> dict[str, Any]:
+    names = archive.namelist()
+    if "data" not in names:
+        if _starts_with_data_entry(source):
+            # The tensor files are zips themselves: a cut file can end in one of their directories.
+            raise ModelFileError(f"{source} is truncated or corrupt: its own zip directory is missing")
+        raise ModelFileError(f"{source} has no 'data' entry: it is not a Stable-Baselines3 or sb3-mlsh model file.")
+    try:
+        data = json.loads(_read_entry(archive, archive.getinfo("data"), source, MAX_DATA_BYTES))
+    except RecursionError as error:  # nesting deeper than the interpreter's stack: no model file nests so
+        raise ModelFileError(f"{source} is truncated or corrupt: its data nests too deeply") from error
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{source} is truncated or corrupt: its data is a {type(data).__name__}, not a mapping")
+    return data
+
+
+def read_model_data(source: Any) -> dict[str, Any]:
+    """
+    Read only the ``data`` entry of a model zip, as plain JSON (nothing decoded), with the size limits of
+    :func:`read_model_zip`.
+
+    :param source: A path or a file object.
+    :return: The raw JSON data.
+    :raises ModelFileError: for a file that is not a zip, is truncated or corrupt, or has no ``data``.
+    """
+    try:
+        with _open_zip(source) as archive:
+            return _read_data(archive, source)
+    except (zipfile.BadZipFile, EOFError, ValueError, zipfile.LargeZipFile, OSError) as error:
+        if isinstance(error, (ModelFileError, FileNotFoundError)):
+            raise
+        raise ModelFileError(f"{source} is truncated or corrupt: {type(error).__name__}: {error}") from error
+
+
+def verify_model_zip(source: Any) -> None:
+    """
+    Read every entry of a model zip with the limits of :func:`read_model_zip`, checking each CRC, without keeping the
+    tensors (a quick test of a checkpoint before a run resumes from it).
+
+    :param source: A path.
+    :raises ModelFileError: for a truncated or corrupt file (e.g. a bad CRC), or an entry over the limits.
+    """
+    try:
+        with _open_zip(source) as archive:
+            _read_data(archive, source)
+            for info in archive.infolist():
+                if info.filename.endswith(".pth"):
+                    _read_entry(archive, info, source, MAX_TENSOR_BYTES, keep=False)
+    except (zipfile.BadZipFile, EOFError, ValueError, zipfile.LargeZipFile, OSError) as error:
+        if isinstance(error, (ModelFileError, FileNotFoundError)):
+            raise
+        raise ModelFileError(f"{source} is truncated or corrupt: {type(error).__name__}: {error}") from error
+
+
 def read_model_zip(source: Any, device: th.device | str = "cpu") -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """
-    Read a model zip in SB3's layout without running code from it: ``data`` is parsed as plain JSON (nothing decoded),
-    tensor files are read by torch with ``weights_only=True``.
+    Read a model zip in SB3's layout without running code from it and without inflating it past fixed limits: ``data``
+    (at most :data:`MAX_DATA_BYTES`) is parsed as plain JSON (nothing decoded), tensor files (at most
+    :data:`MAX_TENSOR_BYTES` each) are read by torch with ``weights_only=True``; an entry that expands more than
+    :data:`MAX_EXPANSION` times is refused unread.
 
     :param source: A path or a file object.
     :param device: Where tensors go.
     :return: The raw JSON data, the parameters and the PyTorch variables.
-    :raises ModelFileError: for a file that is not a zip, is truncated or corrupt, or has no ``data``.
+    :raises ModelFileError: for a file that is not a zip, is truncated or corrupt, has no ``data``, has an entry over
+        the limits, or holds weights that are not finite (NaN or inf).
     """
     device = get_device(device)
-    if isinstance(source, (str, os.PathLike)) and not os.path.exists(source) and os.path.exists(f"{source}.zip"):
-        source = f"{source}.zip"  # as SB3's load: the suffix may be left out
     try:
-        with zipfile.ZipFile(source) as archive:
-            names = archive.namelist()
-            if "data" not in names:
-                if _starts_with_data_entry(source):
-                    # The tensor files are zips themselves: a cut file can end in one of their directories.
-                    raise ModelFileError(f"{source} is truncated or corrupt: its own zip directory is missing")
-                raise ModelFileError(f"{source} has no 'data' entry: it is not a Stable-Baselines3 or sb3-mlsh model file.")
-            data = json.loads(archive.read("data"))
+        with _open_zip(source) as archive:
+            data = _read_data(archive, source)
             tensors: dict[str, Any] = {}
-            for name in names:
-                if name.endswith(".pth"):
-                    buffer = io.BytesIO(archive.read(name))
-                    tensors[name[: -len(".pth")]] = th.load(buffer, map_location=device, weights_only=True)
-    except (zipfile.BadZipFile, EOFError, json.JSONDecodeError, zipfile.LargeZipFile) as error:
-        raise ModelFileError(f"{source} is truncated or corrupt: {type(error).__name__}: {error}") from error
-    except RuntimeError as error:
-        raise ModelFileError(f"{source} is truncated or corrupt: a tensor file does not read ({error})") from error
+            for info in archive.infolist():
+                if info.filename.endswith(".pth"):
+                    blob = _read_entry(archive, info, source, MAX_TENSOR_BYTES)
+                    _check_tensor_file(blob, source, info.filename)
+                    name = info.filename[: -len(".pth")]
+                    tensors[name] = th.load(io.BytesIO(blob), map_location=device, weights_only=True)
     except th.serialization.pickle.UnpicklingError as error:  # type: ignore[attr-defined]
         raise ModelFileError(
             f"{source} holds a tensor file with objects other than tensors, which would run code to load: refused ({error})"
         ) from error
+    except (zipfile.BadZipFile, EOFError, ValueError, zipfile.LargeZipFile, RuntimeError, OSError) as error:
+        if isinstance(error, (ModelFileError, FileNotFoundError)):
+            raise
+        if isinstance(error, RuntimeError):
+            raise ModelFileError(f"{source} is truncated or corrupt: a tensor file does not read ({error})") from error
+        raise ModelFileError(f"{source} is truncated or corrupt: {type(error).__name__}: {error}") from error
     variables = tensors.pop("pytorch_variables", {})
+    bad = _non_finite(tensors, "parameters")
+    if bad is not None:
+        raise ModelFileError(
+            f"{source} holds NaN or inf weights ({bad}): a run that diverged, or a corrupt file. Use an earlier checkpoint."
+        )
     return data, tensors, variables
 
 
@@ -287,20 +503,31 @@ def write_mlsh_model(
     if isinstance(path, io.BufferedIOBase):
         save_to_zip_file(path, data=data, params=params, pytorch_variables=pytorch_variables)
         return
+    archive = io.BytesIO()
+    save_to_zip_file(archive, data=data, params=params, pytorch_variables=pytorch_variables)
+    write_atomically(path, archive.getvalue())
+
+
+def write_atomically(path: str | pathlib.Path, payload: bytes) -> None:
+    """
+    Write ``payload`` to ``path`` so that the file appears complete or not at all (a failed write, e.g. on a full disk,
+    leaves the previous file and no temporary one), with the mode any other new file gets.
+
+    :param path: File path (``.zip`` is added when it has no suffix).
+    :param payload: The file's bytes.
+    """
     path = pathlib.Path(path)
     if path.suffix == "":
         path = path.with_suffix(".zip")
     path.parent.mkdir(parents=True, exist_ok=True)
-    archive = io.BytesIO()
-    save_to_zip_file(archive, data=data, params=params, pytorch_variables=pytorch_variables)
     # Write beside the target, then rename over it: a crash never leaves a half-written file in its place.
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
         try:
-            tmp.write(archive.getvalue())
+            tmp.write(payload)
             tmp.flush()
             os.fsync(tmp.fileno())
         except BaseException:
-            os.unlink(tmp.name)
+            os.unlink(tmp.name)  # closing may fail as the write did: the file is gone by then
             raise
     # NamedTemporaryFile creates the file private (0600): give it the mode any other file gets here.
     umask = os.umask(0)
@@ -338,8 +565,13 @@ def read_mlsh_model(
             f"{path} is not an sb3-mlsh model (no mlsh_format_version in it): it is a model of another algorithm, "
             "which its own class loads (e.g. stable_baselines3.PPO.load)."
         )
-    if raw["mlsh_format_version"] > FORMAT_VERSION:
-        raise ModelFileError(f"{path} was saved by a newer sb3-mlsh (format {raw['mlsh_format_version']}); upgrade sb3-mlsh.")
+    version = raw["mlsh_format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(f"{path} has the format version {version!r}: corrupt or crafted, refused.")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path} was saved by a newer sb3-mlsh (format {version}); upgrade sb3-mlsh.")
+    if version >= 2:
+        _check_keys(path, raw)
     try:
         data = {key: decode(value, key, trusted) for key, value in raw.items() if key not in ("init_kwargs", "task_sampler")}
         saved_kwargs = raw["init_kwargs"]
@@ -352,10 +584,39 @@ def read_mlsh_model(
         }
         data["task_sampler"] = None if task_sampler_given else decode(raw["task_sampler"], "task_sampler", trusted)
     except UntrustedValueError:
-        if raw["mlsh_format_version"] < 2:
+        if version < 2:
             raise ModelFileError(
                 f"{path} was saved by sb3-mlsh 0.1, whose files hold pickles that run code when loaded. "
                 "Load it once with MLSH.load(path, trusted=True), only if you trust the file, and save it again."
             ) from None
         raise
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, AssertionError) as error:
+        raise ModelFileError(
+            f"{path} is corrupt or crafted: a value in it does not decode ({type(error).__name__}: {error}). "
+            "Use an earlier checkpoint."
+        ) from error
     return data, params, pytorch_variables
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_keys(path: Any, raw: dict[str, Any]) -> None:
+    """:raises ModelFileError: for entries that no sb3-mlsh writes, or counters that are not counts."""
+    unknown = sorted(set(raw) - DATA_KEYS)
+    if not isinstance(raw.get("init_kwargs"), dict):
+        raise ModelFileError(f"{path} has no init_kwargs mapping: corrupt or crafted, refused.")
+    unknown += sorted(f"init_kwargs.{key}" for key in set(raw["init_kwargs"]) - INIT_KWARGS_KEYS)
+    if unknown:
+        raise ModelFileError(
+            f"{path} holds entries that no sb3-mlsh writes: {unknown}. The file is crafted or of another program: refused."
+        )
+    for key in ("num_timesteps", "iteration"):
+        if not _count(raw.get(key)):
+            raise ModelFileError(
+                f"{path} records {key} = {raw.get(key)!r}, not a count of steps (an integer >= 0; NaN, negative and "
+                "fractional values are refused): the file is corrupt or crafted. Use an earlier checkpoint."
+            )

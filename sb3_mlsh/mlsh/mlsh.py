@@ -13,6 +13,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -65,6 +66,58 @@ SUBPOLICY_DEFAULTS: dict[str, Any] = dict(
     max_grad_norm=0.5,
 )  # fmt: skip
 
+TaskSource = TaskSampler | str | Callable[[], gym.Env]
+
+
+def _tasks_and_envs(
+    task_sampler: TaskSource | None, env: VecEnv | gym.Env | TaskSource | None, verbose: int
+) -> tuple[TaskSource, VecEnv | None]:
+    """
+    Read SB3's ``env`` argument: what builds the envs (the task sampler under its SB3 name), or envs to run on.
+
+    :return: The source of the tasks and the caller's VecEnv (None: MLSH builds its envs).
+    """
+    if isinstance(env, gym.Env):
+        env = BaseAlgorithm._wrap_env(env, verbose)  # as SB3 does: a DummyVecEnv of the env in a Monitor
+    if isinstance(env, VecEnv):
+        if task_sampler is not None:
+            return task_sampler, env
+        spec = env.get_attr("spec", indices=[0])[0]
+        if spec is None:
+            raise TypeError(
+                "MLSH(env=<VecEnv>) draws the tasks from the envs' registered id, and these envs have no registered id "
+                "(spec is None): pass the tasks too, MLSH(policy, TaskSampler(your_env_factory), env=vec_env)."
+            )
+        env_kwargs = {key: value for key, value in (spec.kwargs or {}).items() if key != "render_mode"}
+        return as_task_sampler(spec.id, env_kwargs=env_kwargs), env
+    if env is not None:
+        if task_sampler is not None:
+            raise TypeError("MLSH(): give the tasks once, as task_sampler or as its SB3 name env, not both.")
+        return env, None
+    if task_sampler is None:
+        raise TypeError(
+            "MLSH() needs the tasks: a TaskSampler, an env id or an env factory, e.g. "
+            "MLSH('MlpPolicy', 'mlsh/MovementBandits-v0') or MLSH('MlpPolicy', env='mlsh/MovementBandits-v0')."
+        )
+    return task_sampler, None
+
+
+def _checked_vec_env(env: VecEnv, task_sampler: TaskSampler) -> VecEnv:
+    """:return: ``env``, checked to run the task sampler's family: same spaces, and a ``set_task`` in every env."""
+    for name in ("observation_space", "action_space"):
+        given, expected = getattr(env, name), getattr(task_sampler, name)
+        if given != expected:
+            raise ValueError(
+                f"The envs given as env= have {name} {given}, but the tasks of {task_sampler.env_id!r} have {expected}: "
+                "pass envs of that family (gymnasium.make of its id), or the tasks of yours as task_sampler=."
+            )
+    if not env.has_attr("set_task"):
+        raise TypeError(
+            "The envs given as env= have no set_task(task): MLSH sets each env's task through "
+            "env_method('set_task', task), so they must implement the task protocol (sample_tasks, set_task)."
+        )
+    return env
+
 
 class MLSH(OnPolicyAlgorithm):
     """
@@ -79,14 +132,14 @@ class MLSH(OnPolicyAlgorithm):
 
     :param policy: ``"MlpPolicy"`` (Box observations) or ``"MultiInputPolicy"`` (Dict observations); selects the
         master's SB3 policy and the sub-policy bank.
-    :param task_sampler: A :class:`~sb3_mlsh.TaskSampler`, or an env id / env factory whose env implements
-        ``sample_tasks`` and ``set_task``.
+    :param task_sampler: The tasks: a :class:`~sb3_mlsh.TaskSampler`, or an env id / env factory whose env implements
+        ``sample_tasks`` and ``set_task`` (or give it as ``env``, SB3's name).
     :param n_subpolicies: Number of sub-policies K.
     :param macro_duration: Primitive steps per master decision N.
     :param warmup_iterations: Master-only iterations per task W.
     :param joint_iterations: Iterations per task that also update the sub-policies U.
     :param n_steps: Primitive steps per env per iteration D.
-    :param n_envs: Number of envs.
+    :param n_envs: Number of envs (with ``env`` a VecEnv: its number of envs).
     :param task_groups: Number of task groups G running concurrently, each with its own task and master.
     :param master_kwargs: PPO arguments of the master (defaults: the paper's, learning rate 0.01).
     :param subpolicy_kwargs: PPO arguments of the sub-policy learner (defaults: the paper's, learning rate 3e-4).
@@ -114,7 +167,10 @@ class MLSH(OnPolicyAlgorithm):
     :param distributed: Train across the processes that ``torchrun`` launched (None: when there are several). Then
         ``n_envs`` is per process, ``task_groups`` and the step counts are the whole run's, only rank 0 logs and writes
         saves, and ``save`` is a collective call (:mod:`sb3_mlsh.distributed`).
-    :param _init_setup_model: Build the learners now.
+    :param env: SB3's argument: the tasks, as ``task_sampler`` takes them (an env id, an env factory or a
+        :class:`~sb3_mlsh.TaskSampler`), or envs of a task family to run on: a VecEnv (or one env, which is wrapped as
+        SB3 does), whose tasks MLSH sets with ``env_method("set_task", task)``; the tasks are drawn from
+        ``task_sampler``, or without it from the envs' registered id.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy, "MultiInputPolicy": MultiInputPolicy}
@@ -123,7 +179,7 @@ class MLSH(OnPolicyAlgorithm):
     def __init__(
         self,
         policy: str | type[SubPolicyBankPolicy],
-        task_sampler: TaskSampler | str | Callable[[], gym.Env],
+        task_sampler: TaskSampler | str | Callable[[], gym.Env] | None = None,
         n_subpolicies: int = 2,
         macro_duration: int = 10,
         warmup_iterations: int = 9,
@@ -150,11 +206,24 @@ class MLSH(OnPolicyAlgorithm):
         seed: int | None = None,
         device: th.device | str = "auto",
         distributed: bool | None = None,
+        env: VecEnv | gym.Env | TaskSampler | str | Callable[[], gym.Env] | None = None,
         _init_setup_model: bool = True,
         **unknown_kwargs: Any,
     ) -> None:
         refuse_unknown_arguments(unknown_kwargs, set(inspect.signature(MLSH.__init__).parameters) - {"self"})
         distributed = distributed_requested(distributed)
+        task_sampler, given_env = _tasks_and_envs(task_sampler, env, verbose)
+        if given_env is not None:
+            if distributed:
+                raise ValueError(
+                    "MLSH(env=<VecEnv>) runs in one process: in distributed mode each process builds its own envs, "
+                    "so pass an env id or a TaskSampler."
+                )
+            if monitor_dir is not None:
+                raise ValueError(
+                    "monitor_dir is for the envs MLSH builds: wrap the envs you pass in SB3's Monitor(env, filename) instead."
+                )
+            n_envs = given_env.num_envs
         check_arguments(
             n_subpolicies, macro_duration, warmup_iterations, joint_iterations, n_steps, n_envs, task_groups,
             master_epsilon, skill_diversity, normalize_reward, torch_threads, world_size() if distributed else 1, distributed,
@@ -174,11 +243,16 @@ class MLSH(OnPolicyAlgorithm):
         self.vec_env_class = vec_env_class or DummyVecEnv
         observation_space, _ = check_task_sampler(self.task_sampler, self.policy_name, macro_duration, n_subpolicies)
         self.subpolicy_view = SubPolicyView(observation_space, subpolicy_obs_exclude)
-        start_index, local_seed = self.context.rank * n_envs, self.context.local_seed(seed, n_envs)  # envs numbered run-wide
-        env = self.task_sampler.make_vec_env(n_envs, local_seed, start_index, self.vec_env_class, monitor_dir, monitor_kwargs)
+        if given_env is None:
+            start_index, local_seed = self.context.rank * n_envs, self.context.local_seed(seed, n_envs)  # numbered run-wide
+            vec_env = self.task_sampler.make_vec_env(
+                n_envs, local_seed, start_index, self.vec_env_class, monitor_dir, monitor_kwargs
+            )
+        else:
+            vec_env = _checked_vec_env(given_env, self.task_sampler)
         super().__init__(
             policy=cast(Any, policy),
-            env=env,
+            env=vec_env,
             n_steps=n_steps,
             # SB3's on-policy attributes describe the sub-policy learner; each master has its own.
             **{key: self.subpolicy_kwargs[key] for key in SB3_ATTRIBUTES},
@@ -195,6 +269,9 @@ class MLSH(OnPolicyAlgorithm):
             supported_action_spaces=(spaces.Discrete, spaces.Box),
         )
         self.iteration, self._completed_timesteps = 0, 0
+        #: The run of ``python -m sb3_mlsh.train`` this model belongs to (saved with it, so that a run adopts only its own
+        #: checkpoints); None outside such a run.
+        self.run_id: str | None = None
         self.iteration_log: list[dict[str, Any]] = []
         self._rollout: RolloutResult | None = None
         if _init_setup_model:
@@ -524,7 +601,7 @@ class MLSH(OnPolicyAlgorithm):
         task_sampler: TaskSampler | str | Callable[[], gym.Env] | None = None,
         device: th.device | str = "auto",
         trusted: bool = False,
-        env: Any = None,
+        env: VecEnv | gym.Env | TaskSource | None = None,
         **kwargs: Any,
     ) -> SelfMLSH:
         """
@@ -533,9 +610,13 @@ class MLSH(OnPolicyAlgorithm):
         given again (``task_sampler=``, ``subpolicy_kwargs=``, ...), or, for a file you trust, ``trusted=True``.
 
         :param path: The zip file.
-        :param task_sampler: Task sampler for the loaded model (default: the saved one); ``env``: SB3's name for it.
+        :param task_sampler: Task sampler for the loaded model (default: the saved one).
         :param device: Torch device.
         :param trusted: Unpickle the values stored pickled (this runs code from the file: only for files you trust).
+        :param env: As in SB3: envs to run on, a VecEnv (or one env) of the model's family, e.g. to ``adapt`` and then
+            ``evaluate_policy(model, env)`` or record through ``VecVideoRecorder``; MLSH sets their tasks with
+            ``env_method("set_task", task)`` and draws tasks from ``task_sampler`` (default: the saved one). An env id,
+            an env factory or a TaskSampler is taken as ``task_sampler``.
         :param kwargs: Override constructor arguments (e.g. ``n_envs``, ``verbose``). With another ``task_groups`` than
             saved, only the sub-policies load (fresh masters and schedule, as for transfer). A distributed run's model
             opens in one process with all its groups and envs, or in a distributed run of any layout.

@@ -4,15 +4,18 @@ random streams and, between iterations of a single process, the envs' episodes i
 """
 
 import io
+import math
 import os
 import pathlib
 import random
+import resource
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_mlsh.common.run_state import capture_envs, restore_envs
@@ -23,7 +26,7 @@ from sb3_mlsh.distributed import RandomStreams, distributed_requested
 if TYPE_CHECKING:
     from sb3_mlsh.mlsh.mlsh import MLSH
 
-__all__ = ["get_parameters", "load_model", "save_model", "set_parameters"]
+__all__ = ["check_saved_sizes", "get_parameters", "load_model", "save_model", "set_parameters"]
 
 ModelT = TypeVar("ModelT", bound="MLSH")
 
@@ -99,6 +102,7 @@ def save_model(model: "MLSH", path: str | pathlib.Path | io.BufferedIOBase) -> N
         "numpy_rng_state": np.random.get_state(),
         "python_rng_state": random.getstate(),
         "run_state": _run_state(model),
+        "run_id": model.run_id,
     }
     master_updates = {group.index: group.master._n_updates for group in model.trainer.groups}
     gathered = model.context.gather_checkpoint(data, get_parameters(model), master_updates, model.n_envs)
@@ -131,16 +135,15 @@ def load_model(
     kwargs: dict[str, Any],
 ) -> ModelT:
     """The body of :meth:`MLSH.load <sb3_mlsh.MLSH.load>`, whose documentation gives the arguments."""
-    if env is not None:
+    if isinstance(env, (VecEnv, gym.Env)):
+        # The model runs on the caller's envs (the constructor checks them); the tasks come from the task sampler.
+        kwargs = {**kwargs, "env": env}
+    elif env is not None:
         if task_sampler is not None:
             raise TypeError("Give the task sampler once: task_sampler= or its SB3 name env=, not both.")
-        if isinstance(env, (VecEnv, gym.Env)):
-            raise TypeError(
-                "MLSH builds its own VecEnv (one per task group's tasks), so load(env=...) takes what builds the envs: "
-                f"an env id or an env factory, or a TaskSampler as task_sampler=..., not a {type(env).__name__}."
-            )
         task_sampler = env
     data, params, pytorch_variables = read_mlsh_model(path, device, trusted, set(kwargs), task_sampler is not None)
+    check_saved_sizes(path, data, params)
     init_kwargs = {**data["init_kwargs"], **kwargs}
     saved_distributed = data.get("distributed")
     if distributed_requested(kwargs.get("distributed")) and saved_distributed is not None and "n_envs" not in kwargs:
@@ -162,13 +165,126 @@ def load_model(
         params = {key: value for key, value in params.items() if not key.startswith("master")}
     set_parameters(model, params, exact_match=same_groups)
     _restore_progress(model, data, same_groups)
-    same_envs = same_groups and task_sampler is None and model.n_envs == data["saved_n_envs"]
+    model.run_id = data.get("run_id") if isinstance(data.get("run_id"), str) else None
+    # The caller's envs keep their own episodes.
+    same_envs = same_groups and task_sampler is None and env is None and model.n_envs == data["saved_n_envs"]
     if same_envs and data.get("run_state") is not None:
         _restore_run_state(model, data["run_state"])
     streams = model.context.saved_random_streams(data, pytorch_variables.get("torch_rng_state"))
     if streams is not None:
         _restore_random_streams(model, streams)
     return model
+
+
+#: Fewest bytes an env takes (the env, its wrappers and their buffers), for :func:`check_saved_sizes`.
+MIN_BYTES_PER_ENV = 64 * 2**10
+
+
+def _min_parameters(net_arch: Any) -> int:
+    """
+    :param net_arch: Hidden layer sizes as SB3 takes them: a list, or ``dict(pi=[...], vf=[...])``.
+    :return: The fewest parameters networks with these hidden layers have (the weights and biases between hidden layers
+        only): a bound that a model's saved weights always reach.
+    """
+    if isinstance(net_arch, dict):
+        return sum(_min_parameters(layers) for layers in net_arch.values())
+    if not isinstance(net_arch, (list, tuple)) or not all(isinstance(n, int) and n > 0 for n in net_arch):
+        return 0  # nothing to bound: the constructor checks the value itself
+    return sum(a * b for a, b in zip(net_arch[:-1], net_arch[1:])) + sum(net_arch)
+
+
+def _numel(tree: Any) -> int:
+    if th.is_tensor(tree):
+        return tree.numel()
+    if isinstance(tree, dict):
+        return sum(_numel(value) for value in tree.values())
+    return 0
+
+
+def _memory_limit() -> int:
+    """:return: The bytes this process may use: the machine's memory, or less under an address-space limit."""
+    limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return limit if soft == resource.RLIM_INFINITY else min(limit, soft)
+
+
+def _flat_size(space: Any) -> int:
+    if isinstance(space, spaces.Discrete):
+        return 1
+    if isinstance(space, spaces.Dict):
+        return sum(_flat_size(value) for value in space.spaces.values())
+    return math.prod(getattr(space, "shape", None) or (1,))
+
+
+def check_saved_sizes(path: Any, data: dict[str, Any], params: dict[str, Any]) -> None:
+    """
+    Check the sizes that a model file asks the constructor for before anything is built: sizes that shape weights
+    (K, hidden layers, task groups) against the saved weights, which the file had to hold; the rollout buffers and envs
+    (``n_steps``, ``n_envs``) against this machine's memory. Arguments the caller gives anew are not checked.
+
+    :param path: The file, for messages.
+    :param data: As :func:`~sb3_mlsh.common.serialization.read_mlsh_model` returns it.
+    :param params: The saved parameters.
+    :raises ModelFileError: for a size that no saved model of these weights has, or buffers this machine cannot hold.
+    """
+    kwargs = data["init_kwargs"]
+    theta = params.get("subpolicies", {}).get("theta") if isinstance(params.get("subpolicies"), dict) else None
+    if not th.is_tensor(theta) or theta.dim() != 2:
+        raise ModelFileError(f"{path} holds no sub-policy weights (subpolicies.theta): not a complete sb3-mlsh model.")
+    n_saved, width = theta.shape
+
+    def refuse(asked: str, saved: str) -> ModelFileError:
+        return ModelFileError(
+            f"{path} asks for {asked}, but its saved weights are those of {saved}: the file is corrupt or crafted. Refused "
+            "before building anything; to use these weights with other arguments, pass them anew (MLSH.load(path, ...))."
+        )
+
+    n_subpolicies = kwargs.get("n_subpolicies", n_saved)
+    if n_subpolicies != n_saved:
+        raise refuse(f"n_subpolicies = {n_subpolicies!r}", f"{n_saved} sub-policies")
+    policy_kwargs = kwargs.get("policy_kwargs")
+    bank_arch = policy_kwargs.get("net_arch") if isinstance(policy_kwargs, dict) else None
+    if _min_parameters(bank_arch) > width:
+        raise refuse(
+            f"policy_kwargs net_arch = {bank_arch!r} (at least {_min_parameters(bank_arch)} weights per sub-policy)",
+            f"{width} weights per sub-policy",
+        )
+    masters = [key for key in params if key.startswith("master") and not key.endswith("_optimizer")]
+    task_groups = kwargs.get("task_groups", len(masters))
+    if masters and task_groups != len(masters):
+        raise refuse(f"task_groups = {task_groups!r}", f"{len(masters)} task groups' masters")
+    master_kwargs = kwargs.get("master_kwargs")
+    master_policy = master_kwargs.get("policy_kwargs") if isinstance(master_kwargs, dict) else None
+    master_arch = master_policy.get("net_arch") if isinstance(master_policy, dict) else None
+    master_size = min((_numel(params[key]) for key in masters), default=0)
+    if _min_parameters(master_arch) > master_size:
+        raise refuse(
+            f"master_kwargs policy_kwargs net_arch = {master_arch!r} (at least {_min_parameters(master_arch)} weights)",
+            f"masters of {master_size} weights",
+        )
+    discriminator_kwargs = kwargs.get("discriminator_kwargs")
+    discriminator_arch = discriminator_kwargs.get("net_arch") if isinstance(discriminator_kwargs, dict) else None
+    discriminator_size = _numel(params.get("discriminator", {}))
+    diversity = kwargs.get("skill_diversity", 0)
+    builds_discriminator = "discriminator" in params or (isinstance(diversity, (int, float)) and diversity > 0)
+    if builds_discriminator and _min_parameters(discriminator_arch) > discriminator_size:
+        raise refuse(
+            f"discriminator_kwargs net_arch = {discriminator_arch!r} (at least {_min_parameters(discriminator_arch)} weights)",
+            f"a discriminator of {discriminator_size} weights",
+        )
+    n_steps, n_envs = kwargs.get("n_steps", 1), kwargs.get("n_envs", 1)
+    if not (isinstance(n_steps, int) and isinstance(n_envs, int)) or n_steps < 1 or n_envs < 1:
+        return  # the constructor refuses them with its own message
+    # Float32 rollout buffers: the sub-policies' (observation, one-hot, action and six numbers per step) and the masters'.
+    per_step = 4 * (2 * _flat_size(data.get("observation_space")) + n_saved + _flat_size(data.get("action_space")) + 13)
+    needed = n_steps * n_envs * per_step + n_envs * MIN_BYTES_PER_ENV
+    if needed > _memory_limit():
+        raise ModelFileError(
+            f"{path} asks for n_steps = {n_steps} and n_envs = {n_envs}: its rollout buffers and envs alone need "
+            f"{needed / 2**30:.1f} GiB, more than the {_memory_limit() / 2**30:.1f} GiB this process may use. Refused "
+            "before building anything: the file is corrupt or crafted, or pass smaller values anew "
+            "(MLSH.load(path, n_steps=..., n_envs=...))."
+        )
 
 
 def _restore_progress(model: "MLSH", data: dict[str, Any], same_groups: bool) -> None:

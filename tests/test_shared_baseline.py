@@ -1,0 +1,48 @@
+"""The shared-policy baseline of benchmarks/transfer.py keeps its scaling statistics from training into fine-tuning."""
+
+import os
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecNormalize
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+from transfer import TaskResampling, fixed_task_env, save_scaling
+
+ENV_ID = "mlsh/MovementBandits-v0"
+
+
+def _trained_scaling(norm_obs: bool) -> VecNormalize:
+    env = VecNormalize(
+        make_vec_env(lambda: TaskResampling(gym.make(ENV_ID), "train"), n_envs=2, seed=0), norm_obs=norm_obs, gamma=0.98
+    )
+    env.reset()
+    for _ in range(60):
+        env.step(np.array([env.action_space.sample() for _ in range(2)]))
+    return env
+
+
+@pytest.mark.parametrize("norm_obs", [False, True])
+def test_fine_tuning_starts_from_the_saved_statistics(tmp_path, norm_obs):
+    trained = _trained_scaling(norm_obs)
+    path = str(tmp_path / "shared_scaling.npz")
+    save_scaling(trained, path)
+    fresh = fixed_task_env(ENV_ID, 1, n_envs=2, seed=1, reward_gamma=0.98, norm_obs=norm_obs)
+    tuned = fixed_task_env(ENV_ID, 1, n_envs=2, seed=1, reward_gamma=0.98, norm_obs=norm_obs, statistics=path)
+    assert tuned.ret_rms.count == trained.ret_rms.count > fresh.ret_rms.count
+    np.testing.assert_array_equal(tuned.ret_rms.var, trained.ret_rms.var)
+    if norm_obs:
+        np.testing.assert_array_equal(tuned.obs_rms.mean, trained.obs_rms.mean)
+        assert not np.array_equal(fresh.obs_rms.mean, trained.obs_rms.mean)
+    with np.load(path, allow_pickle=False) as saved:  # plain arrays: nothing in a results folder is unpickled
+        assert ("obs_mean" in saved) == norm_obs
+
+
+def test_statistics_saved_without_observation_scaling_are_refused_with_observation_scaling(tmp_path):
+    path = str(tmp_path / "shared_scaling.npz")
+    save_scaling(_trained_scaling(norm_obs=False), path)
+    with pytest.raises(ValueError, match="--ppo-norm-obs"):
+        fixed_task_env(ENV_ID, 0, n_envs=2, seed=1, reward_gamma=0.98, norm_obs=True, statistics=path)
