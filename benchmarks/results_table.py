@@ -58,14 +58,17 @@ def row(headline: pd.DataFrame, family: str, method: str, iterations: int) -> pd
 
 def verdict(mlsh: pd.Series | None, shared: pd.Series | None, ppo: pd.Series | None) -> str:
     """
-    :return: ``"works"`` if MLSH's mean beats both baselines' means, else ``"not yet"``, with the reason where a row
-        is missing.
+    :return: ``"works"`` if MLSH's mean beats both baselines' means over as many runs as MLSH's, else ``"not yet"``,
+        with the reason where a row is missing or has fewer runs.
     """
     if mlsh is not None and any(other is not None and mlsh["mean"] <= other["mean"] for other in (shared, ppo)):
         return "not yet"
     missing = [name for name, value in (("MLSH", mlsh), ("PPO from scratch", ppo), ("shared policy", shared)) if value is None]
     if missing:
         return f"not yet ({', '.join(missing)} {NOT_MEASURED})"
+    fewer = [name for name, value in (("PPO from scratch", ppo), ("shared policy", shared)) if value["runs"] < mlsh["runs"]]
+    if fewer:
+        return f"not yet ({', '.join(fewer)} over fewer runs)"
     return "**works**"
 
 
@@ -119,7 +122,7 @@ def table(headline: pd.DataFrame, families: pd.DataFrame, link: str) -> str:
         " fresh master over the frozen meta-learned sub-policies; the paper's fine-tuning gives the fresh master W"
         " iterations alone, then lets the sub-policies learn too. A family **works** when MLSH (the better of the two)"
         " beats both the shared policy and PPO from scratch. A cell over fewer runs than the row says how many."
-        ' It is "not yet" when it does not, or when a baseline is not measured. Oracle: the'
+        ' It is "not yet" when it does not, or when a baseline is not measured or has fewer runs. Oracle: the'
         " family's scripted oracle (-: it has none)."
     )
     lines += ["", textwrap.fill(legend, width=118, break_on_hyphens=False)]

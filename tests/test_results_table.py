@@ -44,7 +44,7 @@ def synthetic() -> tuple[pd.DataFrame, pd.DataFrame]:
         ("BehindShared", "shared", 10, 5.4, 0.7, 4),
         ("PaperAhead", "mlsh", 10, 5.0, 1.0, 6),
         ("PaperAhead", "mlsh_paper", 10, 9.0, 1.0, 6),
-        ("PaperAhead", "shared", 10, 8.0, 1.0, 2),
+        ("PaperAhead", "shared", 10, 8.0, 1.0, 6),
         ("PaperAhead", "ppo_scratch", 10, 1.0, 1.0, 6),
     ]
     headline = pd.DataFrame(rows, columns=["family", "method", "iterations", "mean", "std", "runs"]).assign(success=0.5)
@@ -83,7 +83,9 @@ def test_verdict_and_cells_of_a_synthetic_headline():
     assert rows["BehindShared"][0] == "not yet"
     # the paper's fine-tuning beats the shared policy where the frozen sub-policies do not; a baseline over fewer runs
     # says so
-    assert rows["PaperAhead"][0] == "**works**" and rows["PaperAhead"][5] == "8.0 ± 1.0 (2 runs)"
+    assert rows["PaperAhead"][0] == "**works**" and rows["PaperAhead"][5] == "8.0 ± 1.0"
+    fewer = headline.assign(runs=headline["runs"].where(headline["method"] != "shared", 2))
+    assert table_rows(results_table.table(fewer, families, "#"))["PaperAhead"][5] == "8.0 ± 1.0 (2 runs)"
     assert "[Good](#good)" in results_table.table(headline, families, "#")
 
 
@@ -92,6 +94,12 @@ def test_a_missing_baseline_and_a_lost_comparison_both_say_not_yet():
     assert results_table.verdict(mlsh, None, ppo) == "not yet"
     assert results_table.verdict(None, None, ppo) == "not yet (MLSH, shared policy not measured)"
     assert results_table.verdict(ppo, mlsh, None) == "not yet (PPO from scratch not measured)"
+    # ahead of a baseline measured on fewer seeds is not yet a result
+    ahead, behind = pd.Series(dict(mean=3.0, std=0.0, runs=6)), pd.Series(dict(mean=0.0, std=0.0, runs=2))
+    assert (
+        results_table.verdict(ahead, behind, pd.Series(dict(mean=1.0, std=0.0, runs=6)))
+        == "not yet (shared policy over fewer runs)"
+    )
 
 
 def test_check_detects_a_changed_number_and_rewrite_fixes_it(tmp_path):
