@@ -3,10 +3,10 @@
 import os
 
 from sb3_mlsh.common.bank import SubPolicyBankPolicy
-from sb3_mlsh.common.schedule import MLSHMetaTrainer
+from sb3_mlsh.common.rollout import NonFiniteError
+from sb3_mlsh.common.schedule import MLSHMetaTrainer, TaskSchedule
 from sb3_mlsh.common.serialization import ModelFileError
 from sb3_mlsh.common.tasks import TaskProtocolError, TaskSampler, check_task_protocol
-from sb3_mlsh.common.type_aliases import NonFiniteError
 from sb3_mlsh.common.wrappers import MacroActionWrapper
 from sb3_mlsh.mlsh import MLSH
 
@@ -22,6 +22,7 @@ __all__ = [
     "SubPolicyBankPolicy",
     "TaskProtocolError",
     "TaskSampler",
+    "TaskSchedule",
     "__version__",
     "check_task_protocol",
 ]

@@ -163,3 +163,14 @@ def test_paper_fine_tuning_freezes_w_iterations_then_learns():
     assert not all(th.equal(a, b) for a, b in zip(frozen, subpolicy_vectors(model)))
     with pytest.raises(ValueError, match="False, True or 'after_warmup'"):
         model.adapt(2, total_timesteps=steps, update_subpolicies="later")
+
+
+def test_the_old_name_of_the_task_schedule_still_builds_one_with_a_deprecation_warning():
+    from sb3_mlsh import MLSHMetaTrainer, TaskSchedule
+
+    model = make_model()
+    arguments = (model.task_sampler, model.env, [group.master for group in model.trainer.groups])
+    with pytest.warns(DeprecationWarning, match="use TaskSchedule"):
+        old = MLSHMetaTrainer(*arguments, reset_master=model._reset_master, warmup_iterations=1, joint_iterations=1, seed=0)
+    assert isinstance(old, TaskSchedule) and isinstance(model.trainer, TaskSchedule)
+    assert [old.phase(group) for group in old.groups] == [model.trainer.phase(group) for group in model.trainer.groups]

@@ -17,9 +17,8 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.preprocessing import is_image_space
 
-from sb3_mlsh.common.rollout import all_finite
+from sb3_mlsh.common.rollout import NonFiniteError, all_finite
 from sb3_mlsh.common.tasks import TaskProtocolError, TaskSampler
-from sb3_mlsh.common.type_aliases import NonFiniteError
 
 __all__ = [
     "MAX_SENSIBLE_SUBPOLICIES",

@@ -18,7 +18,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from sb3_mlsh.common.bank import SUBPOLICY_KEY, SubPolicyBankPolicy
 from sb3_mlsh.common.normalization import RewardScaler
 from sb3_mlsh.common.observation import SubPolicyView
-from sb3_mlsh.common.type_aliases import NonFiniteError, Obs
+from sb3_mlsh.common.type_aliases import Obs
 
 if TYPE_CHECKING:
     from sb3_mlsh.common.diversity import SkillDiscriminator
@@ -33,6 +33,10 @@ __all__ = [
     "select_envs",
     "write_env_obs",
 ]
+
+
+class NonFiniteError(ValueError):
+    """Raised when an env returns NaN or inf, or an update would make a learner's parameters non-finite."""
 
 
 def _index_obs(obs: Obs, index: np.ndarray | slice) -> Obs:

@@ -1,7 +1,9 @@
 """The schedule of MLSH's meta-loop: task groups, their tasks, masters and warmup/joint phases."""
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Protocol
 
 import numpy as np
@@ -9,9 +11,18 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_mlsh.common.tasks import TaskProtocolError, TaskSampler
-from sb3_mlsh.common.type_aliases import Phase
 
-__all__ = ["JOINT", "WARMUP", "GroupLayout", "MLSHMetaTrainer", "Phase", "TaskGroup"]
+__all__ = ["JOINT", "WARMUP", "GroupLayout", "MLSHMetaTrainer", "Phase", "TaskGroup", "TaskSchedule"]
+
+
+class Phase(str, Enum):
+    """A task group's phase in an iteration of the meta-loop."""
+
+    #: Only the group's master learns (the paper's W warmup iterations of a fresh master on a new task).
+    WARMUP = "warmup"
+    #: The group's data also trains the shared sub-policies (the paper's U joint iterations).
+    JOINT = "joint"
+
 
 WARMUP = Phase.WARMUP
 JOINT = Phase.JOINT
@@ -60,7 +71,7 @@ class TaskGroup:
         return WARMUP if self.iteration < self.warmup_length else JOINT
 
 
-class MLSHMetaTrainer:
+class TaskSchedule:
     """
     Schedules MLSH's meta-loop. Each task group runs exactly ``warmup_iterations`` iterations in which only its
     master learns, then exactly ``joint_iterations`` in which its data also trains the shared sub-policies; then
@@ -267,3 +278,11 @@ class MLSHMetaTrainer:
                 # Saved by a single process (one generator for all groups): continue with fresh, distinct draws.
                 assert self._seed is not None  # per-group draws have a seed
                 self.rngs[group.index] = np.random.default_rng([self._seed, group.index, group.tasks_started])
+
+
+class MLSHMetaTrainer(TaskSchedule):
+    """Deprecated name of :class:`TaskSchedule`, which schedules tasks and phases and trains nothing itself."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        warnings.warn("MLSHMetaTrainer is deprecated: use TaskSchedule (same arguments).", DeprecationWarning, stacklevel=2)
+        super().__init__(*args, **kwargs)

@@ -43,7 +43,7 @@ from sb3_mlsh.common.rollout import (
     select_envs,
     write_env_obs,
 )
-from sb3_mlsh.common.schedule import JOINT, MLSHMetaTrainer, Phase
+from sb3_mlsh.common.schedule import JOINT, Phase, TaskSchedule
 from sb3_mlsh.common.serialization import read_model_zip
 from sb3_mlsh.common.tasks import TaskSampler, as_task_sampler
 from sb3_mlsh.common.type_aliases import Obs
@@ -326,7 +326,7 @@ class MLSH(OnPolicyAlgorithm):
             processes=self.context.world_size,
             seed=None if local_seed is None else local_seed + 1,
         )
-        self.trainer = MLSHMetaTrainer(
+        self.trainer = TaskSchedule(
             self.task_sampler,
             self.env,
             [self._make_master(index) for index in self.context.local_groups],
