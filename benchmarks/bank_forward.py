@@ -23,7 +23,7 @@ from _common import machine, write_csv
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 
-from sb3_mlsh.common.bank import SubPolicyBankPolicy, subpolicy_observation_space
+from sb3_mlsh.mlsh.bank import SubPolicyBankPolicy, subpolicy_observation_space
 
 OBS_DIM, N_ACTIONS = 6, 5
 

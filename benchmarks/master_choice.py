@@ -60,10 +60,10 @@ def replay_tasks(run_folder: str, n_tasks: int, model: MLSH) -> list:
         sys.exit(f"{run_folder}: {kwargs['task_groups']} task groups; this replay reads runs with one.")
     kwargs["n_envs"] = 1  # the draws do not depend on the number of envs
     fresh = MLSH(policy, config["env"], seed=config["seed"], verbose=0, **kwargs)
-    group = fresh.trainer.groups[0]
-    tasks = [fresh.trainer.draw_task(group) for _ in range(n_tasks)]
-    saved = model.trainer.rngs[model.trainer.groups[0].index].bit_generator.state
-    if fresh.trainer.rngs[group.index].bit_generator.state != saved or model.trainer.groups[0].task != tasks[-1]:
+    group = fresh.schedule.groups[0]
+    tasks = [fresh.schedule.draw_task(group) for _ in range(n_tasks)]
+    saved = model.schedule.rngs[model.schedule.groups[0].index].bit_generator.state
+    if fresh.schedule.rngs[group.index].bit_generator.state != saved or model.schedule.groups[0].task != tasks[-1]:
         sys.exit(f"{run_folder}: the replayed draws do not end where the saved model's do; is model.zip this run's end?")
     fresh.env.close()
     return tasks

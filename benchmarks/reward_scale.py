@@ -33,7 +33,7 @@ def policy_step(reward_scale: float, normalize_reward: bool, seed: int) -> float
         normalize_reward=normalize_reward,
         seed=seed,
     )
-    probe = th.as_tensor(model.collector.subpolicy_obs(np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1])))
+    probe = th.as_tensor(model.subpolicy_obs(np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1])))
     before = model.policy.get_distribution(probe).distribution.mean.detach().clone()
     model.learn(4 * 2 * 64)
     return float((model.policy.get_distribution(probe).distribution.mean.detach() - before).abs().mean())

@@ -2,13 +2,13 @@
 
 import os
 
-from sb3_mlsh.common.bank import SubPolicyBankPolicy
-from sb3_mlsh.common.rollout import NonFiniteError
-from sb3_mlsh.common.schedule import MLSHMetaTrainer, TaskSchedule
+from sb3_mlsh.common.checks import NonFiniteError
 from sb3_mlsh.common.serialization import ModelFileError
 from sb3_mlsh.common.tasks import TaskProtocolError, TaskSampler, check_task_protocol
 from sb3_mlsh.common.wrappers import MacroActionWrapper
 from sb3_mlsh.mlsh import MLSH
+from sb3_mlsh.mlsh.bank import SubPolicyBankPolicy
+from sb3_mlsh.mlsh.schedule import MLSHMetaTrainer, TaskSchedule
 
 with open(os.path.join(os.path.dirname(__file__), "version.txt")) as _version_file:
     __version__ = _version_file.read().strip()

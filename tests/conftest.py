@@ -32,13 +32,10 @@ def _gymnasium_as_installed():
 
 
 def collect_once(model):
-    """Run one rollout of ``model`` without training; returns the collector's result."""
+    """Run one rollout of ``model`` without training; returns what it collected."""
     _, callback = model._setup_learn(10**9, None)
-    groups = [(group.env_indices, group.master) for group in model.trainer.groups]
-    result, model._last_obs, model._last_episode_starts = model.collector.collect(
-        model.n_steps, groups, model._last_obs, model._last_episode_starts, callback, model
-    )
-    return result
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    return model._rollout
 
 
 @pytest.fixture

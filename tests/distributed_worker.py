@@ -38,11 +38,11 @@ class ParameterDump(BaseCallback):
                 "theta": model.policy.theta.detach().clone(),
                 "masters": {
                     group.index: th.nn.utils.parameters_to_vector(group.master.policy.parameters()).detach().clone()
-                    for group in model.trainer.groups
+                    for group in model.schedule.groups
                 },
-                "tasks": {group.index: (group.task, group.tasks_started) for group in model.trainer.groups},
-                "phases": {group.index: model.trainer.phase(group) for group in model.trainer.groups},
-                "warmup_lengths": {group.index: group.warmup_length for group in model.trainer.groups},
+                "tasks": {group.index: (group.task, group.tasks_started) for group in model.schedule.groups},
+                "phases": {group.index: model.schedule.phase(group) for group in model.schedule.groups},
+                "warmup_lengths": {group.index: group.warmup_length for group in model.schedule.groups},
                 "sub_updates": model.subpolicy_learner._n_updates,
             }
         )

@@ -129,7 +129,7 @@ def test_subprocess_envs_receive_their_tasks():
     model = small_model(n_envs=2, task_groups=2, vec_env_class=SubprocVecEnv, factory="mlsh/MovementBandits-v0")
     try:
         model.learn(3 * 32)
-        assert model.env.env_method("get_task") == [group.task for group in model.trainer.groups]
+        assert model.env.env_method("get_task") == [group.task for group in model.schedule.groups]
         assert model.iteration == 3
     finally:
         model.env.close()

@@ -7,7 +7,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 
-from sb3_mlsh.common.bank import SubPolicyBankPolicy, subpolicy_observation_space
+from sb3_mlsh.mlsh.bank import SubPolicyBankPolicy, subpolicy_observation_space
 
 
 def make_bank(k: int, action_space: spaces.Space, **kwargs) -> SubPolicyBankPolicy:

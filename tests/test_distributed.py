@@ -1,5 +1,6 @@
 """Distributed training: 2 processes on loopback under torchrun, gloo backend."""
 
+import csv
 import os
 import re
 import signal
@@ -15,9 +16,9 @@ from run_folders import checkpoint_steps, wait_for_checkpoints
 from toy_envs import make_toy
 
 from sb3_mlsh import MLSH
-from sb3_mlsh.common.bank import SubPolicyOptimizer
 from sb3_mlsh.distributed.gradients import SubPolicyGradientAverager, pack_weighted_gradients, unpack_weighted_gradients
 from sb3_mlsh.distributed.launch import check_layout
+from sb3_mlsh.mlsh.bank import SubPolicyOptimizer
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
@@ -39,11 +40,23 @@ def _environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
 
 
-def _torchrun(*args: str) -> list[str]:
-    return [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}", *args,
-    ]  # fmt: skip
+def _torchrun(*args: str, node: int | None = None, rendezvous: str | None = None) -> list[str]:
+    """
+    :param args: The script (or ``-m module``) and its arguments.
+    :param node: None: 2 processes on this machine. 0 or 1: the command of that machine of a run over 2 machines
+        ("nodes") of 1 process each, which meet through the c10d rendezvous at ``rendezvous`` (``host:port``).
+    :return: The ``torchrun`` command line.
+    """
+    if node is None:
+        layout = ["--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
+    else:
+        # c10d ignores --node_rank: it ranks the machines by their address. Each "machine" gets a loopback address of
+        # its own so that node 0 is rank 0 (only rank 0's address is connected to, so 127.0.0.2 needs no interface).
+        layout = [
+            "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d", f"--rdzv_endpoint={rendezvous}",
+            "--rdzv_id=sb3-mlsh-test", f"--local_addr=127.0.0.{node + 1}",
+        ]  # fmt: skip
+    return [sys.executable, "-m", "torch.distributed.run", *layout, *args]
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +127,7 @@ def test_four_groups_over_two_processes_each_hosting_two(two_process_run):
     assert all(not th.equal(final[a], final[b]) for a in range(4) for b in range(a))
     model = MLSH.load(out / "G4.zip", make_toy())
     assert model.task_groups == 4 and model.n_envs == 4
-    for index, group in enumerate(model.trainer.groups):
+    for index, group in enumerate(model.schedule.groups):
         assert th.equal(th.nn.utils.parameters_to_vector(group.master.policy.parameters()), final[index])
 
 
@@ -125,7 +138,7 @@ def test_saved_model_loads_and_predicts_in_one_process(two_process_run):
     assert model.task_groups == 2 and model.n_envs == 4  # all groups, and the envs of both processes
     assert th.equal(model.policy.theta, records[2][0][-1]["theta"])
     for rank in range(2):
-        master = th.nn.utils.parameters_to_vector(model.trainer.groups[rank].master.policy.parameters())
+        master = th.nn.utils.parameters_to_vector(model.schedule.groups[rank].master.policy.parameters())
         assert th.equal(master, records[2][rank][-1]["masters"][rank])
     assert model.num_timesteps == ITERATIONS * 2 * 16 * 2
     obs = np.zeros((3, 3), dtype=np.float32)
@@ -197,6 +210,83 @@ def test_killed_rank_stops_the_run_with_a_resume_hint_then_resume_finishes(tmp_p
     assert last - ITERATION_STEPS <= int(match.group(1)) <= last and int(match.group(2)) == TARGET
     final = MLSH.load(os.path.join(run, "model.zip"))
     assert final.num_timesteps == TARGET and final.task_groups == 2 and final.n_envs == 2 * N_ENVS
+
+
+# ------------------------------------------------------------------------------------------------------ two machines
+def _launch_on_two_nodes(args: list[str], homes: list[str]) -> list[tuple[int, str]]:
+    """
+    Run ``torchrun ... args`` on two "machines" on loopback and wait for both (killing both if one hangs).
+
+    :param homes: Each node's working directory: a relative path names a folder of that node's own, as on machines
+        without a shared disk.
+    :return: Each node's exit status and output.
+    """
+    rendezvous = f"127.0.0.1:{_free_port()}"
+    logs = [os.path.join(home, "torchrun.log") for home in homes]
+    agents: list[subprocess.Popen] = []
+    try:
+        for node, (home, log) in enumerate(zip(homes, logs)):
+            with open(log, "w") as output:
+                command = _torchrun(*args, node=node, rendezvous=rendezvous)
+                agents.append(subprocess.Popen(command, cwd=home, env=_environment(), stdout=output, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + LAUNCH_TIMEOUT
+        for agent in agents:
+            agent.wait(timeout=max(deadline - time.monotonic(), 1.0))
+    finally:
+        for agent in agents:
+            if agent.poll() is None:
+                agent.terminate()  # torchrun stops its workers (a SIGKILL would leave them running)
+                try:
+                    agent.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    agent.kill()
+                    agent.wait()
+    outputs = []
+    for agent, log in zip(agents, logs):
+        with open(log) as file:
+            outputs.append((agent.returncode, file.read()))
+    return outputs
+
+
+@pytest.mark.slow
+def test_two_nodes_through_c10d_rendezvous_train_save_and_resume_without_a_shared_disk(tmp_path):
+    homes = [str(tmp_path / f"node{node}") for node in range(2)]
+    for home in homes:
+        os.mkdir(home)
+    train = ["-m", "sb3_mlsh.train", "--no-progress", "--verbose", "0", "--dist-timeout", "30"]
+    first, target = 4 * ITERATION_STEPS, 6 * ITERATION_STEPS  # iteration 6 is a joint one: the sub-policies learn
+    started = _launch_on_two_nodes(
+        [
+            *train, "--env", ENV_ID, "-n", str(first), "--save-freq", str(2 * ITERATION_STEPS), "-f", "logs",
+            "--seed", "1", "--task-groups", "1", "-params", f"n_envs:{N_ENVS}", f"n_steps:{N_STEPS}",
+        ],
+        homes,
+    )  # fmt: skip
+    assert [code for code, _ in started] == [0, 0], started
+    assert "Training MLSH on" in started[0][1], "node 0 is not rank 0: the rest of the test expects it to be"
+    relative = os.path.join("logs", "mlsh", ENV_ID.replace("/", "-") + "_1")
+    run, elsewhere = (os.path.join(home, relative) for home in homes)
+    assert checkpoint_steps(run) == [2 * ITERATION_STEPS, first]
+    # Rank 0 wrote the run folder on its machine; the other machine holds only the Monitor files of its envs.
+    assert sorted(os.listdir(elsewhere)) == [f"{index}.monitor.csv" for index in (2, 3)]
+
+    # The same commands with --resume, under a relative path: the other machine has no run folder to read there.
+    resumed = _launch_on_two_nodes([*train, "--resume", relative, "-n", str(target)], homes)
+    assert [code for code, _ in resumed] == [0, 0], resumed
+    assert f"at {first} steps (target {target})" in resumed[0][1], resumed[0][1]
+    with open(os.path.join(run, "iterations.csv"), newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(row["iteration"]) for row in rows] == list(range(1, 7))
+    assert [int(row["timesteps"]) for row in rows] == [ITERATION_STEPS * i for i in range(1, 7)]
+
+    model = MLSH.load(os.path.join(run, "model.zip"))
+    assert model.num_timesteps == target and model.task_groups == 1 and model.n_envs == 2 * N_ENVS
+    before = MLSH.load(os.path.join(run, "checkpoints", f"mlsh_{first}_steps.zip"))
+    vector = th.nn.utils.parameters_to_vector
+    assert not th.equal(vector(model.policy.parameters()), vector(before.policy.parameters())), "no learning after resume"
+    actions, state = model.predict(model.env.reset(), deterministic=True)
+    assert actions.shape == (2 * N_ENVS,) and state.shape == (2 * N_ENVS, 2)
+    assert all(model.action_space.contains(action) for action in actions)
 
 
 # --------------------------------------------------------------------------------------------------- in one process

@@ -9,7 +9,7 @@ from test_rollout import ledger_factory, make_model
 from toy_envs import make_toy
 
 from sb3_mlsh import MLSH
-from sb3_mlsh.common.diversity import SkillDiscriminator
+from sb3_mlsh.mlsh.diversity import SkillDiscriminator
 
 
 def _separable_rollout(n_subpolicies: int = 2, n_steps: int = 64, n_envs: int = 4) -> np.ndarray:
@@ -128,7 +128,7 @@ def test_identical_skills_on_a_reward_free_env_are_pulled_apart():
     states = np.asarray(model.env.reset(), dtype=np.float32)
     probabilities = []
     for k in range(2):
-        sub_obs = th.as_tensor(model.collector.subpolicy_obs(states, np.full(len(states), k)))
+        sub_obs = th.as_tensor(model.subpolicy_obs(states, np.full(len(states), k)))
         with th.no_grad():
             probabilities.append(model.policy.get_distribution(sub_obs).distribution.probs)
     total_variation = 0.5 * (probabilities[0] - probabilities[1]).abs().sum(dim=1).mean().item()

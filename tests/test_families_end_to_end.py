@@ -25,7 +25,7 @@ def test_mlsh_meta_trains_and_transfers_on_each_family(env_id):
         seed=0,
     )
     model.learn(3 * 2 * n_steps)
-    assert model.iteration == 3 and model.trainer.groups[0].tasks_started == 2
+    assert model.iteration == 3 and model.schedule.groups[0].tasks_started == 2
     held_out = make_task_sampler(env_id, split="test", seed=1).sample()[0]
     model.adapt(held_out, total_timesteps=2 * n_steps)
     assert model.env.env_method("get_task")[0] == held_out

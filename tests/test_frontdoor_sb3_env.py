@@ -42,7 +42,7 @@ def test_a_vec_env_of_the_family_is_trained_on_with_its_tasks_set_through_env_me
     assert model.get_env() is envs and model.n_envs == 3
     assert model.task_sampler.env_id == BANDITS  # the tasks are drawn from the envs' registered id
     model.learn(300)
-    assert envs.env_method("get_task") == [model.trainer.groups[0].task] * 3
+    assert envs.env_method("get_task") == [model.schedule.groups[0].task] * 3
     one = MLSH("MlpPolicy", env=gym.make(BANDITS), **SMALL)  # one env is wrapped, as SB3 does
     assert one.n_envs == 1
 

@@ -116,7 +116,7 @@ def _policy_step(reward_scale: float, normalize_reward: bool) -> float:
         warmup_iterations=0,
         normalize_reward=normalize_reward,
     )
-    probe = th.as_tensor(model.collector.subpolicy_obs(np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1])))
+    probe = th.as_tensor(model.subpolicy_obs(np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1])))
     before = model.policy.get_distribution(probe).distribution.mean.detach().clone()
     model.learn(4 * 2 * 64)
     after = model.policy.get_distribution(probe).distribution.mean.detach()

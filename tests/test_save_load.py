@@ -104,8 +104,8 @@ class ScheduleRecorder(BaseCallback):
     def _on_rollout_start(self) -> None:
         model = self.model
         groups = [
-            (group.task, group.iteration, group.tasks_started, group.warmup_length, model.trainer.phase(group))
-            for group in model.trainer.groups
+            (group.task, group.iteration, group.tasks_started, group.warmup_length, model.schedule.phase(group))
+            for group in model.schedule.groups
         ]
         self.log.append((model.iteration, model.num_timesteps, groups))
 
@@ -149,8 +149,8 @@ def test_save_load_then_learn_continues_the_schedule_of_an_uninterrupted_run(tmp
     saved_rngs = (
         th.get_rng_state(),
         np.random.get_state()[1].copy(),
-        first.trainer.rng.bit_generator.state,
-        first.collector.rng.bit_generator.state,
+        first.schedule.rng.bit_generator.state,
+        first.exploration_rng.bit_generator.state,
     )
     # Disturb every generator: load must restore them.
     th.manual_seed(123)
@@ -166,9 +166,9 @@ def test_save_load_then_learn_continues_the_schedule_of_an_uninterrupted_run(tmp
     ) == saved_counters  # fmt: skip
     assert th.equal(th.get_rng_state(), saved_rngs[0])
     np.testing.assert_array_equal(np.random.get_state()[1], saved_rngs[1])
-    assert second.trainer.rng.bit_generator.state == saved_rngs[2]
-    assert second.collector.rng.bit_generator.state == saved_rngs[3]
-    assert second.trainer.state_dict()["groups"] == first.trainer.state_dict()["groups"]
+    assert second.schedule.rng.bit_generator.state == saved_rngs[2]
+    assert second.exploration_rng.bit_generator.state == saved_rngs[3]
+    assert second.schedule.state_dict()["groups"] == first.schedule.state_dict()["groups"]
 
     second.learn(5 * iteration_steps, callback=ScheduleRecorder(interrupted), reset_num_timesteps=False)
     assert second.num_timesteps == 9 * iteration_steps
@@ -222,7 +222,7 @@ def test_save_load_predicts_identically_and_training_continues(tmp_path):
     for expected, got in zip(rollout_actions(model), rollout_actions(loaded)):
         np.testing.assert_array_equal(expected, got)
     assert loaded.num_timesteps == model.num_timesteps == 96
-    assert loaded.trainer.state_dict()["groups"] == model.trainer.state_dict()["groups"]
+    assert loaded.schedule.state_dict()["groups"] == model.schedule.state_dict()["groups"]
     loaded.learn(64, reset_num_timesteps=False)
     assert loaded.num_timesteps == 160 and loaded.iteration == 5
     buffer = io.BytesIO()

@@ -6,8 +6,8 @@ import torch as th
 from toy_envs import make_toy
 
 from sb3_mlsh import MLSH
-from sb3_mlsh.common.rollout import select_envs
 from sb3_mlsh.mlsh import mlsh as mlsh_module
+from sb3_mlsh.mlsh.buffers import select_envs
 
 
 def subpolicy_vectors(model: MLSH) -> list[th.Tensor]:
@@ -53,10 +53,10 @@ def test_warmup_changes_no_subpolicy_parameter_but_trains_the_master():
     assert not all(th.equal(a, b) for a, b in zip(subpolicies, subpolicy_vectors(model)))
 
 
-def test_master_is_reinitialised_at_every_new_task():
+def test_master_is_reinitialised_at_every_new_task(monkeypatch):
     model = make_model(warmup_iterations=1, joint_iterations=1)
     trained = []
-    reset = model.trainer.reset_master
+    reset = model._reset_master
 
     def spy(master):
         trained.append(master_vector(master))
@@ -64,12 +64,12 @@ def test_master_is_reinitialised_at_every_new_task():
         assert len(master.policy.optimizer.state) == 0, "a fresh master has a fresh optimizer"
         trained.append(master_vector(master))
 
-    model.trainer.reset_master = spy
+    monkeypatch.setattr(model, "_reset_master", spy)
     model.learn(6 * model.n_envs * model.n_steps)
     assert len(trained) == 2 * 3  # a new task after iterations 2, 4 and 6
     for before, after in zip(trained[::2], trained[1::2]):
         assert not th.allclose(before, after)
-    assert model.trainer.groups[0].tasks_started == 4
+    assert model.schedule.groups[0].tasks_started == 4
 
 
 @pytest.mark.parametrize("warmup,joint", [(2, 3), (0, 2), (3, 0), (1, 1)])
@@ -79,7 +79,7 @@ def test_warmup_and_joint_iteration_counts_are_exact(warmup, joint):
     model.learn(iterations * model.n_envs * model.n_steps)
     phases = [entry["joint_groups"] for entry in model.iteration_log]
     assert phases == ([0] * warmup + [1] * joint) * 2
-    assert model.trainer.groups[0].tasks_started == 3
+    assert model.schedule.groups[0].tasks_started == 3
     assert model.subpolicy_learner._n_updates == 2 * joint * model.subpolicy_learner.n_epochs
 
 
@@ -90,7 +90,7 @@ def test_invalid_schedule_is_refused():
 
 def test_task_groups_have_own_tasks_masters_staggered_phases_and_pool_joint_data(monkeypatch):
     model = make_model(n_envs=4, task_groups=2, warmup_iterations=1, joint_iterations=1, factory=make_toy(n_tasks=50))
-    groups = model.trainer.groups
+    groups = model.schedule.groups
     assert [g.env_indices.tolist() for g in groups] == [[0, 1], [2, 3]]
     assert [g.warmup_length for g in groups] == [1, 2]  # group 1 starts one iteration later in its cycle
     pooled = []
@@ -114,7 +114,9 @@ def test_same_seed_same_results():
     for _ in range(2):
         model = make_model(seed=3, n_subpolicies=3)
         model.learn(4 * model.n_envs * model.n_steps)
-        runs.append((subpolicy_vectors(model), master_vector(model.master), model.iteration_log, model.trainer.groups[0].task))
+        runs.append(
+            (subpolicy_vectors(model), master_vector(model.master), model.iteration_log, model.schedule.groups[0].task)
+        )
     (sub_a, master_a, log_a, task_a), (sub_b, master_b, log_b, task_b) = runs
     assert all(th.equal(a, b) for a, b in zip(sub_a, sub_b))
     assert th.equal(master_a, master_b)
@@ -169,8 +171,8 @@ def test_the_old_name_of_the_task_schedule_still_builds_one_with_a_deprecation_w
     from sb3_mlsh import MLSHMetaTrainer, TaskSchedule
 
     model = make_model()
-    arguments = (model.task_sampler, model.env, [group.master for group in model.trainer.groups])
+    arguments = (model.task_sampler, model.env, [group.master for group in model.schedule.groups])
     with pytest.warns(DeprecationWarning, match="use TaskSchedule"):
         old = MLSHMetaTrainer(*arguments, reset_master=model._reset_master, warmup_iterations=1, joint_iterations=1, seed=0)
-    assert isinstance(old, TaskSchedule) and isinstance(model.trainer, TaskSchedule)
-    assert [old.phase(group) for group in old.groups] == [model.trainer.phase(group) for group in model.trainer.groups]
+    assert isinstance(old, TaskSchedule) and isinstance(model.schedule, TaskSchedule)
+    assert [old.phase(group) for group in old.groups] == [model.schedule.phase(group) for group in model.schedule.groups]

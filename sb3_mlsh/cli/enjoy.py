@@ -482,7 +482,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             model.adapt(task, adapt_steps)
         else:
-            last = model.trainer.groups[0].task
+            last = model.schedule.groups[0].task
             learned = "has not trained on a task yet" if last is None else f"last trained on task {last}"
             print(
                 f"Watching the saved master, which {learned} (not adapted to task {task}); "

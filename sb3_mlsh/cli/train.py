@@ -344,7 +344,10 @@ def _check_args(args: argparse.Namespace) -> None:
             raise CommandLineError(
                 f"--device {args.device!r} is not a torch device: use cpu, cuda, cuda:<index>, mps or auto"
             ) from None
-    if args.resume is not None and not os.path.isfile(os.path.join(args.resume, "config.yml")):
+    # Only rank 0 reads the run folder (the other processes receive its config and checkpoint): the other machines of
+    # a distributed run need not have it.
+    reads_run_folder = os.environ.get("RANK", "0") == "0"
+    if args.resume is not None and reads_run_folder and not os.path.isfile(os.path.join(args.resume, "config.yml")):
         raise CommandLineError(
             f"--resume {args.resume}: no run there (a run folder holds config.yml), e.g. logs/mlsh/mlsh-<env>_<n>"
             if not os.path.isdir(args.resume)

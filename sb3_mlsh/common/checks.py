@@ -17,14 +17,18 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.preprocessing import is_image_space
 
-from sb3_mlsh.common.rollout import NonFiniteError, all_finite
+from sb3_mlsh.common.observation import index_obs
 from sb3_mlsh.common.tasks import TaskProtocolError, TaskSampler
+from sb3_mlsh.common.type_aliases import Obs
 
 __all__ = [
     "MAX_SENSIBLE_SUBPOLICIES",
     "RESERVED_LEARNER_KWARGS",
+    "NonFiniteError",
+    "all_finite",
     "check_arguments",
     "check_finite_gradients",
+    "check_finite_step",
     "check_spaces",
     "check_task_sampler",
     "guard_optimizer",
@@ -32,6 +36,41 @@ __all__ = [
     "max_episode_steps",
     "refuse_unknown_arguments",
 ]
+
+
+class NonFiniteError(ValueError):
+    """Raised when an env returns NaN or inf, or an update would make a learner's parameters non-finite."""
+
+
+def all_finite(obs: Obs) -> bool:
+    """:return: Whether every float in the observation (an array, or a mapping of arrays) is finite."""
+    values = obs.values() if isinstance(obs, dict) else [obs]
+    return all(np.isfinite(value).all() for value in values if np.issubdtype(np.asarray(value).dtype, np.floating))
+
+
+def _raise_non_finite(what: str, step: int, env_index: int) -> None:
+    wrapper = "TransformReward" if what == "reward" else "TransformObservation (or ClipObservation)"
+    raise NonFiniteError(
+        f"Env {env_index} returned a non-finite {what} (NaN or inf) at rollout step {step}. MLSH cannot learn from it: "
+        f"fix the env, or clip/sanitise its outputs with a wrapper (e.g. gymnasium.wrappers.{wrapper})."
+    )
+
+
+def check_finite_step(step: int, rewards: np.ndarray, new_obs: Obs, dones: np.ndarray, infos: list[dict]) -> None:
+    """
+    :raises NonFiniteError: naming the env and the step, if a VecEnv step returned a NaN or inf reward, observation or
+        final observation of an episode.
+    """
+    if not np.isfinite(rewards).all():
+        _raise_non_finite("reward", step, int(np.flatnonzero(~np.isfinite(rewards))[0]))
+    if not all_finite(new_obs):
+        first = next(i for i in range(len(rewards)) if not all_finite(index_obs(new_obs, np.array([i]))))
+        _raise_non_finite("observation", step, first)
+    for env_index in np.flatnonzero(dones):
+        terminal = infos[env_index].get("terminal_observation")
+        if terminal is not None and not all_finite(terminal):
+            _raise_non_finite("final observation of an episode", step, int(env_index))
+
 
 #: Above this many sub-policies MLSH warns: each would see too little data to learn a skill.
 MAX_SENSIBLE_SUBPOLICIES = 64

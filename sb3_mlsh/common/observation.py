@@ -2,14 +2,14 @@
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from gymnasium import spaces
 
 from sb3_mlsh.common.type_aliases import Obs
 
-__all__ = ["ObsExclude", "SubPolicyView"]
+__all__ = ["ObsExclude", "SubPolicyView", "batch_of_one", "concat_obs", "index_obs", "write_env_obs"]
 
 #: What the sub-policies do not see: for a Box observation, indices into its flattened form (an index, or a
 #: ``"start:stop"`` slice as in Python); for a Dict observation, keys to drop whole, or a mapping from key to indices
@@ -169,3 +169,41 @@ class SubPolicyView:
 
     def __repr__(self) -> str:
         return f"SubPolicyView(exclude={self.exclude!r})"
+
+
+def index_obs(obs: Obs, index: np.ndarray | slice) -> Obs:
+    """:return: The observations ``index`` of a batch (an array, or a mapping of arrays)."""
+    if isinstance(obs, dict):
+        return {key: value[index] for key, value in obs.items()}
+    return obs[index]
+
+
+def concat_obs(batches: list[Obs]) -> Obs:
+    """:return: The batches, one after the other, as one batch."""
+    if isinstance(batches[0], dict):
+        return {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]}  # type: ignore[index]
+    return np.concatenate(cast(list[np.ndarray], batches))
+
+
+def batch_of_one(obs: Any) -> Obs:
+    """:return: One observation (an array, or a mapping of arrays) as a batch of one."""
+    if isinstance(obs, dict):
+        return {key: np.asarray(value)[None] for key, value in obs.items()}
+    return np.asarray(obs)[None]
+
+
+def write_env_obs(last_obs: Obs, episode_starts: np.ndarray, env_indices: np.ndarray, observations: list[Any]) -> None:
+    """
+    Put freshly reset envs' first observations into the batch of current observations, in place.
+
+    :param last_obs: The current observations of all envs.
+    :param episode_starts: Whether each starts an episode (set for ``env_indices``).
+    :param env_indices: The envs that were reset.
+    :param observations: Their observations, one per env.
+    """
+    if isinstance(last_obs, dict):
+        for key in last_obs:
+            last_obs[key][env_indices] = np.stack([obs[key] for obs in observations])
+    else:
+        last_obs[env_indices] = np.stack(observations)
+    episode_starts[env_indices] = True

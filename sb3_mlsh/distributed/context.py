@@ -4,7 +4,7 @@ method is the identity or does nothing) and its subclass :class:`~sb3_mlsh.distr
 (processes launched by ``torchrun``). MLSH calls the same methods in both cases, so one update path serves both.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch as th
@@ -13,7 +13,9 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import MaybeCallback
 
-from sb3_mlsh.common.bank import SubPolicyBankPolicy
+if TYPE_CHECKING:  # the bank belongs to MLSH, which builds on this package
+    from sb3_mlsh.mlsh.bank import SubPolicyBankPolicy
+
 
 __all__ = ["LocalContext", "RandomStreams"]
 
@@ -97,7 +99,7 @@ class LocalContext:
         :param master: Its master.
         """
 
-    def share_subpolicies(self, policy: SubPolicyBankPolicy) -> None:
+    def share_subpolicies(self, policy: "SubPolicyBankPolicy") -> None:
         """:param policy: The sub-policy bank, made identical on every process and its steps averaged over them."""
 
     # ---------------------------------------------------------------------------------------------------- iteration

@@ -97,7 +97,7 @@ class SyncedMinibatches:
 
 class SubPolicyGradientAverager:
     """
-    The ``reduce_gradients`` hook of a :class:`~sb3_mlsh.common.bank.SubPolicyOptimizer` in a distributed run: per
+    The ``reduce_gradients`` hook of a :class:`~sb3_mlsh.mlsh.bank.SubPolicyOptimizer` in a distributed run: per
     sub-policy k, the gradient becomes ``sum_r c_rk g_rk / sum_r c_rk`` over all processes r, where ``c_rk`` is the number
     of samples of k in rank r's minibatch (0 for a rank without joint-phase data). The optimizer then clips and steps,
     identically on every rank, the sub-policies that any rank used, with the counts of all ranks.

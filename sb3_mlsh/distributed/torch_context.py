@@ -18,7 +18,7 @@ import os
 import random
 import secrets
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch as th
@@ -29,10 +29,12 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, Conve
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import MaybeCallback
 
-from sb3_mlsh.common.bank import SubPolicyBankPolicy, SubPolicyOptimizer
 from sb3_mlsh.distributed.context import LocalContext, RandomStreams
 from sb3_mlsh.distributed.gradients import MasterGradientAverager, SubPolicyGradientAverager, SyncedMinibatches
 from sb3_mlsh.distributed.launch import check_layout, collective_timeout, init_process_group
+
+if TYPE_CHECKING:  # the bank belongs to MLSH, which builds on this package
+    from sb3_mlsh.mlsh.bank import SubPolicyBankPolicy, SubPolicyOptimizer
 
 __all__ = ["ScaledProgressBar", "TorchContext"]
 
@@ -199,9 +201,9 @@ class TorchContext(LocalContext):
         self.broadcast_parameters(list(master.policy.parameters()), src=leader, group=self.group_process_groups[group_index])
         self.master_averagers[group_index].attach(master.policy.optimizer)
 
-    def share_subpolicies(self, policy: SubPolicyBankPolicy) -> None:
+    def share_subpolicies(self, policy: "SubPolicyBankPolicy") -> None:
         self.broadcast_parameters(list(policy.parameters()), src=0)
-        cast(SubPolicyOptimizer, policy.optimizer).reduce_gradients = self.subpolicy_averager
+        cast("SubPolicyOptimizer", policy.optimizer).reduce_gradients = self.subpolicy_averager
 
     # ------------------------------------------------------------------------------------------------------ iteration
     def agree_on_sizes(self, subpolicy_minibatches: int, master_sizes: dict[int, int]) -> tuple[int, dict[int, int]]:

@@ -5,6 +5,7 @@ import io
 import math
 import os
 import pathlib
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -19,37 +20,32 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import MaybeCallback
+from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from sb3_mlsh.common.bank import SubPolicyBankPolicy, SubPolicyOptimizer, subpolicy_observation_space
 from sb3_mlsh.common.checks import (
     check_arguments,
     check_finite_gradients,
+    check_finite_step,
     check_task_sampler,
     guard_optimizer,
     learner_kwargs,
     refuse_unknown_arguments,
 )
-from sb3_mlsh.common.diversity import SkillDiscriminator
 from sb3_mlsh.common.learners import make_learner, reset_policy, train_on
-from sb3_mlsh.common.logger import PrefixedLogger, iteration_summary, record_iteration
 from sb3_mlsh.common.normalization import RewardScaler
-from sb3_mlsh.common.observation import ObsExclude, SubPolicyView
-from sb3_mlsh.common.rollout import (
-    RolloutResult,
-    TwoLevelCollector,
-    batch_of_one,
-    predict_hierarchical,
-    select_envs,
-    write_env_obs,
-)
-from sb3_mlsh.common.schedule import JOINT, Phase, TaskSchedule
+from sb3_mlsh.common.observation import ObsExclude, SubPolicyView, batch_of_one, index_obs, write_env_obs
 from sb3_mlsh.common.serialization import read_model_zip
 from sb3_mlsh.common.tasks import TaskSampler, as_task_sampler
 from sb3_mlsh.common.type_aliases import Obs
 from sb3_mlsh.distributed import distributed_requested, make_context, world_size
 from sb3_mlsh.mlsh import persistence
-from sb3_mlsh.mlsh.policies import MlpPolicy, MultiInputPolicy
+from sb3_mlsh.mlsh.bank import SUBPOLICY_KEY, SubPolicyBankPolicy, SubPolicyOptimizer, subpolicy_observation_space
+from sb3_mlsh.mlsh.buffers import MacroStepBuffer, RolloutResult, reached_observations, select_envs
+from sb3_mlsh.mlsh.diversity import SkillDiscriminator
+from sb3_mlsh.mlsh.logger import PrefixedLogger, iteration_summary, record_iteration
+from sb3_mlsh.mlsh.policies import MlpPolicy, MultiInputPolicy, predict_hierarchical
+from sb3_mlsh.mlsh.schedule import JOINT, Phase, TaskSchedule
 
 __all__ = ["MASTER_DEFAULTS", "MLSH", "SUBPOLICY_DEFAULTS"]
 
@@ -143,10 +139,10 @@ class MLSH(OnPolicyAlgorithm):
     :param task_groups: Number of task groups G running concurrently, each with its own task and master.
     :param master_kwargs: PPO arguments of the master (defaults: the paper's, learning rate 0.01).
     :param subpolicy_kwargs: PPO arguments of the sub-policy learner (defaults: the paper's, learning rate 3e-4).
-    :param policy_kwargs: Arguments of the sub-policy bank (:class:`~sb3_mlsh.common.bank.SubPolicyBankPolicy`).
+    :param policy_kwargs: Arguments of the sub-policy bank (:class:`~sb3_mlsh.mlsh.bank.SubPolicyBankPolicy`).
     :param master_epsilon: Probability that a master choice is replaced by a random sub-policy (the original: 0.1).
     :param skill_diversity: Weight of DIAYN's reward ``log q(k | s') + log K``, added to the sub-policies' rewards, where a
-        :class:`~sb3_mlsh.common.diversity.SkillDiscriminator` q learns which sub-policy acts. 0: the paper's MLSH.
+        :class:`~sb3_mlsh.mlsh.diversity.SkillDiscriminator` q learns which sub-policy acts. 0: the paper's MLSH.
     :param discriminator_kwargs: Arguments of that discriminator.
     :param subpolicy_obs_exclude: Entries of the env observation that the sub-policies do not see (the master sees all):
         for a Box, indices into the flattened observation (e.g. ``[0, 1]``, an Ant's torso x and y); for a Dict, keys
@@ -312,25 +308,15 @@ class MLSH(OnPolicyAlgorithm):
                 self.subpolicy_view.space, self.n_subpolicies, device=self.device, **self.discriminator_kwargs
             )
         assert self.env is not None
+        self.reward_scaler = RewardScaler(self.n_envs, self.gamma) if self.normalize_reward else None
         local_seed = self.context.local_seed(self.seed, self.n_envs)
-        self.collector = TwoLevelCollector(
-            self.env,
-            self.subpolicy_learner,
-            self.n_subpolicies,
-            self.macro_duration,
-            master_epsilon=self.master_epsilon,
-            discriminator=self.discriminator,
-            diversity_coef=self.skill_diversity,
-            view=self.subpolicy_view,
-            reward_scaler=RewardScaler(self.n_envs, self.subpolicy_learner.gamma) if self.normalize_reward else None,
-            processes=self.context.world_size,
-            seed=None if local_seed is None else local_seed + 1,
-        )
-        self.trainer = TaskSchedule(
+        #: The draws of the master's exploration (``master_epsilon``).
+        self.exploration_rng = np.random.default_rng(None if local_seed is None else local_seed + 1)
+        self._one_hot = np.eye(self.n_subpolicies, dtype=np.float32)
+        self.schedule = TaskSchedule(
             self.task_sampler,
             self.env,
             [self._make_master(index) for index in self.context.local_groups],
-            reset_master=self._reset_master,
             warmup_iterations=self.warmup_iterations,
             joint_iterations=self.joint_iterations,
             stagger=self.stagger_groups,
@@ -348,12 +334,18 @@ class MLSH(OnPolicyAlgorithm):
     @property
     def masters(self) -> list[PPO]:
         """The master learner of each task group."""
-        return [group.master for group in self.trainer.groups]
+        return [group.master for group in self.schedule.groups]
+
+    @property
+    def trainer(self) -> TaskSchedule:
+        """Deprecated name of :attr:`schedule`."""
+        warnings.warn("MLSH.trainer is deprecated: use MLSH.schedule.", DeprecationWarning, stacklevel=2)
+        return self.schedule
 
     @property
     def master(self) -> PPO:
         """The master that :meth:`predict` uses (group 0's; after :meth:`adapt`, the adapted one)."""
-        return self.trainer.groups[0].master
+        return self.schedule.groups[0].master
 
     def learn(
         self: SelfMLSH,
@@ -380,30 +372,129 @@ class MLSH(OnPolicyAlgorithm):
         self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
     ) -> bool:
         """
-        One rollout of every task group: each master picks one of the K sub-policies every N steps, the sub-policies act.
-        Fills the sub-policy learner's buffer and one buffer per master.
+        One rollout of every task group. At each primitive step, each group's master picks one of the K sub-policies for
+        its envs whose macro-step begins (every N steps, and at an episode's start), then the chosen sub-policies act.
+        Fills ``rollout_buffer`` (one row per primitive step, for the sub-policies) and each master's
+        :class:`~sb3_mlsh.mlsh.buffers.MacroStepBuffer` (one row per macro-step).
+
+        Time limits are bootstrapped by each level with its own value of the final observation; terminations are not.
+        When the master switches an env from sub-policy i to j, the step before the switch is cut and bootstrapped with
+        i's own value, so that no advantage crosses into another sub-policy's value.
 
         :return: False when a callback asked to stop.
         """
-        phases = [self.trainer.phase(group) for group in self.trainer.groups]
-        groups = [(group.env_indices, group.master) for group in self.trainer.groups]
         assert self._last_obs is not None and self._last_episode_starts is not None  # set by _setup_learn
-        rollout, self._last_obs, self._last_episode_starts = self.collector.collect(
-            n_rollout_steps, groups, cast(Obs, self._last_obs), self._last_episode_starts, callback, self
-        )
-        if not rollout.continue_training:
-            return False
+        groups = self.schedule.groups
+        phases = [self.schedule.phase(group) for group in groups]
+        self.policy.set_training_mode(False)
+        for group in groups:
+            group.master.policy.set_training_mode(False)
+        rollout_buffer.reset()
+        macro_buffers = [MacroStepBuffer(group.env_indices, n_rollout_steps, self.n_envs) for group in groups]
+        rollout = RolloutResult(subpolicy_counts=np.zeros(self.n_subpolicies, dtype=np.int64))
+        macro_steps_left = np.zeros(self.n_envs, dtype=np.int64)  # 0: the master decides at this step
+        subpolicy = np.zeros(self.n_envs, dtype=np.int64)  # the active sub-policy of each env
+        previous_subpolicy = subpolicy.copy()
+        acting = np.zeros((n_rollout_steps, self.n_envs), dtype=np.int64)  # for the skill discriminator
+        terminal_reached: list[tuple[int, int, Any]] = []
+        obs, episode_starts = cast(Obs, self._last_obs), self._last_episode_starts
+        callback.on_rollout_start()
+
+        for step in range(n_rollout_steps):
+            # 1. The master decides where a macro-step begins: one forward pass per group, for just those envs.
+            deciding = np.flatnonzero(macro_steps_left == 0)
+            for position, (group, macro_buffer) in enumerate(zip(groups, macro_buffers)):
+                envs = deciding[self.schedule.group_of_env[deciding] == position]
+                if len(envs):
+                    group_obs = index_obs(obs, envs)
+                    choices, values, log_probs = self._master_act(group.master, group_obs)
+                    macro_buffer.open(envs, step, group_obs, choices, values, log_probs)
+                    subpolicy[envs] = choices
+            macro_steps_left[deciding] = self.macro_duration
+
+            # 2. The chosen sub-policies act: one forward pass of the bank for all envs.
+            subpolicy_obs = self.subpolicy_obs(obs, subpolicy)
+            with th.no_grad():
+                actions_t, values_t, log_probs_t, all_values_t = self.policy.act(obs_as_tensor(subpolicy_obs, self.device))
+            actions = actions_t.cpu().numpy()
+            # A switch of sub-policy cuts the previous step from this one: bootstrap it with its own sub-policy's value.
+            buffer_episode_starts = episode_starts.copy()
+            switched = np.flatnonzero((subpolicy != previous_subpolicy) & ~episode_starts) if step > 0 else np.zeros(0, int)
+            if len(switched):
+                own_values = all_values_t[th.as_tensor(previous_subpolicy[switched]), th.as_tensor(switched)].cpu().numpy()
+                rollout_buffer.rewards[rollout_buffer.pos - 1, switched] += self.gamma * own_values
+                rollout.subpolicy_bootstrap_sum += float(self.gamma * own_values.sum())
+                buffer_episode_starts[switched] = True
+
+            # 3. The env steps.
+            clipped_actions = actions
+            if isinstance(self.action_space, spaces.Box):
+                clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+            step_obs, env_rewards, dones, infos = env.step(clipped_actions)
+            new_obs = cast(Obs, step_obs)  # MLSH refuses Tuple observation spaces
+            self.num_timesteps += env.num_envs * self.context.world_size  # the run's steps, all processes in lockstep
+            check_finite_step(step, env_rewards, new_obs, dones, infos)
+            callback.update_locals(locals())
+            if not callback.on_step():
+                self._last_obs, self._last_episode_starts = new_obs, dones
+                return False
+            self._update_info_buffer(infos, dones)
+            ended = np.flatnonzero(dones)
+            rollout.episode_returns += [float(infos[i]["episode"]["r"]) for i in ended if "episode" in infos[i]]
+
+            # 4. Both levels' buffers: the reward adds to each open macro-step; time limits are bootstrapped.
+            rewards = env_rewards.astype(np.float64)
+            rollout.env_reward_sum += float(rewards.sum())
+            if self.reward_scaler is not None:
+                rewards = self.reward_scaler(rewards, dones)
+            rollout.subpolicy_counts += np.bincount(subpolicy, minlength=self.n_subpolicies)
+            subpolicy_rewards = rewards.copy()
+            for env_index in ended:
+                terminal = infos[env_index].get("terminal_observation")
+                if infos[env_index].get("TimeLimit.truncated", False) and terminal is not None:
+                    bootstrap = self._bootstrap_time_limit(int(env_index), terminal, subpolicy, macro_buffers)
+                    subpolicy_rewards[env_index] += bootstrap
+                    rollout.subpolicy_bootstrap_sum += bootstrap
+            for macro_buffer in macro_buffers:
+                macro_buffer.add(rewards, dones)
+            rollout_buffer.add(subpolicy_obs, actions, subpolicy_rewards, buffer_episode_starts, values_t, log_probs_t)  # type: ignore[arg-type]
+            if self.discriminator is not None:
+                acting[step] = subpolicy
+                finals = [(i, infos[i].get("terminal_observation")) for i in ended]
+                terminal_reached += [(step, int(i), final) for i, final in finals if final is not None]
+            # An episode's end also ends its macro-step: the master decides at the next step of that env.
+            macro_steps_left -= 1
+            macro_steps_left[dones] = 0
+            previous_subpolicy = subpolicy.copy()
+            obs, episode_starts = new_obs, dones
+
+        # The rollout's end cuts every unfinished macro-step: bootstrap it with the master's value of the last observation.
+        for group, macro_buffer in zip(groups, macro_buffers):
+            unfinished = group.env_indices[macro_steps_left[group.env_indices] > 0]
+            if len(unfinished):
+                values = self._master_values(group.master, index_obs(obs, unfinished))
+                macro_buffer.cut(unfinished, group.master.gamma * values)
+            rollout.master_buffers.append(macro_buffer.to_rollout_buffer(group.master))
+            rollout.master_bootstrap_sum += float(macro_buffer.bootstrap[: macro_buffer.size].sum())
+            rollout.macro_steps.append(macro_buffer.log())
+        if self.discriminator is not None:
+            self._add_diversity_reward(rollout_buffer, rollout, obs, acting, terminal_reached)
+        with th.no_grad():
+            last_values = self.policy.predict_values(obs_as_tensor(self.subpolicy_obs(obs, subpolicy), self.device))
+        rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=episode_starts)
+        added = rollout.subpolicy_bootstrap_sum + self.skill_diversity * rollout.diversity_reward_sum
+        rollout.subpolicy_reward_sum = float(rollout_buffer.rewards.sum()) - added
+        self._last_obs, self._last_episode_starts = obs, episode_starts
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+
         self.iteration += 1
         self._rollout = rollout
         # The run's statistics: every process adds its share (a group's ranks share its phase, and each counts its part).
         joint_share = sum(phase == JOINT for phase in phases) / self.context.ranks_per_group
+        with_diversity = self.discriminator is not None
         summary = iteration_summary(
-            self.iteration,
-            self.num_timesteps,
-            rollout,
-            joint_share,
-            self.context.sum_statistics,
-            self.discriminator is not None,
+            self.iteration, self.num_timesteps, rollout, joint_share, self.context.sum_statistics, with_diversity
         )
         self.iteration_log.append(summary)
         return True
@@ -421,14 +512,14 @@ class MLSH(OnPolicyAlgorithm):
         """
         assert self._rollout is not None and self._last_episode_starts is not None  # set by collect_rollouts
         sub, progress = self.subpolicy_learner, self._current_progress_remaining
-        joint_envs = self.trainer.joint_env_indices()
+        joint_envs = self.schedule.joint_env_indices()
         # Every process runs as many minibatches as the busiest, so that each collective meets the others.
         subpolicy_minibatches, master_sizes = self.context.agree_on_sizes(
             math.ceil(len(joint_envs) * self.n_steps / sub.batch_size),
-            {group.index: buffer.buffer_size for group, buffer in zip(self.trainer.groups, self._rollout.master_buffers)},
+            {group.index: buffer.buffer_size for group, buffer in zip(self.schedule.groups, self._rollout.master_buffers)},
         )
         # 1. Warmup and joint: each master learns to pick sub-policies for its task.
-        for group, buffer in zip(self.trainer.groups, self._rollout.master_buffers):
+        for group, buffer in zip(self.schedule.groups, self._rollout.master_buffers):
             minibatches = self.context.master_minibatches(
                 buffer, group.index, master_sizes[group.index], group.master.batch_size
             )
@@ -442,12 +533,78 @@ class MLSH(OnPolicyAlgorithm):
             buffer = select_envs(sub.rollout_buffer, joint_envs) if 0 < len(joint_envs) < self.n_envs else sub.rollout_buffer
             # A process whose groups all warm up keeps the others company in the collectives; its stand-ins are not logged.
             train_on(sub, self.context.subpolicy_minibatches(buffer, subpolicy_minibatches, has_data), progress, log=has_data)
-        # 3. Tasks that are over: a new task and a fresh master for their groups.
-        for group in self.trainer.end_iteration():
-            reset_observations = self.trainer.start_task(group, reset_envs=True)
-            assert reset_observations is not None
-            write_env_obs(cast(Obs, self._last_obs), self._last_episode_starts, group.env_indices, reset_observations)
+        # 3. Tasks that are over: a fresh master and a new task for their groups.
+        for group in self.schedule.end_iteration():
+            self._reset_master(group.master)
+            first_observations = self.schedule.start_task(group, reset_envs=True)
+            assert first_observations is not None
+            write_env_obs(cast(Obs, self._last_obs), self._last_episode_starts, group.env_indices, first_observations)
         self._completed_timesteps = self.num_timesteps
+
+    def subpolicy_obs(self, obs: Obs, subpolicy: np.ndarray) -> Obs:
+        """
+        :param obs: A batch of env observations.
+        :param subpolicy: The active sub-policy of each.
+        :return: The batch as the sub-policies see it: their view of the observation plus the one-hot choice.
+        """
+        obs = self.subpolicy_view(obs)
+        one_hot = self._one_hot[subpolicy]
+        if isinstance(obs, dict):
+            return {**obs, SUBPOLICY_KEY: one_hot}
+        return np.concatenate([obs.reshape(len(subpolicy), -1).astype(np.float32, copy=False), one_hot], axis=1)
+
+    @th.no_grad()
+    def _master_act(self, master: PPO, obs: Obs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:return: The master's choices (with probability ``master_epsilon`` a random sub-policy), values, log-probs."""
+        obs_tensor = obs_as_tensor(obs, master.device)
+        distribution = master.policy.get_distribution(obs_tensor)
+        actions = distribution.get_actions()
+        if self.master_epsilon > 0:
+            rng, n = self.exploration_rng, len(actions)
+            explore = th.as_tensor(rng.random(n) < self.master_epsilon, device=actions.device)
+            random_actions = th.as_tensor(rng.integers(self.n_subpolicies, size=n), device=actions.device)
+            actions = th.where(explore, random_actions, actions)
+        log_probs = distribution.log_prob(actions)
+        values = master.policy.predict_values(obs_tensor).flatten()
+        return actions.cpu().numpy(), values.cpu().numpy(), log_probs.cpu().numpy()
+
+    @th.no_grad()
+    def _master_values(self, master: PPO, obs: Obs) -> np.ndarray:
+        return master.policy.predict_values(obs_as_tensor(obs, master.device)).flatten().cpu().numpy()
+
+    @th.no_grad()
+    def _bootstrap_time_limit(
+        self, env_index: int, terminal: Any, subpolicy: np.ndarray, macro_buffers: list[MacroStepBuffer]
+    ) -> float:
+        """
+        A time limit cut the episode of env ``env_index``: its macro-step is bootstrapped with its master's value of the
+        final observation ``terminal``.
+
+        :return: The sub-policy's bootstrap, gamma times the acting sub-policy's own value of the final observation.
+        """
+        terminal_obs = batch_of_one(terminal)
+        group_position = self.schedule.group_of_env[env_index]
+        master = self.schedule.groups[group_position].master
+        terminal_subpolicy_obs = self.subpolicy_obs(terminal_obs, subpolicy[[env_index]])
+        bootstrap = self.gamma * self.policy.predict_values(obs_as_tensor(terminal_subpolicy_obs, self.device)).item()
+        macro_buffers[group_position].cut(env_index, master.gamma * self._master_values(master, terminal_obs)[0])
+        return bootstrap
+
+    def _add_diversity_reward(
+        self,
+        rollout_buffer: RolloutBuffer,
+        rollout: RolloutResult,
+        last_obs: Obs,
+        acting: np.ndarray,
+        terminal_reached: list[tuple[int, int, Any]],
+    ) -> None:
+        """Add DIAYN's reward of the state each step reached to the sub-policies' rewards, in one batched pass."""
+        assert self.discriminator is not None
+        reached = reached_observations(rollout_buffer, last_obs, terminal_reached, self.n_subpolicies)
+        diversity_rewards = self.discriminator.reward(reached, acting.ravel())
+        per_step = diversity_rewards.reshape(rollout_buffer.buffer_size, -1).astype(np.float32)
+        rollout_buffer.rewards += self.skill_diversity * per_step
+        rollout.diversity_reward_sum = float(diversity_rewards.sum())
 
     def _setup_learn(
         self,
@@ -464,7 +621,10 @@ class MLSH(OnPolicyAlgorithm):
             self.iteration = 0
             self.iteration_log = []
         if reset_num_timesteps or self._last_obs is None:
-            self.trainer.start()
+            for group in self.schedule.groups:
+                if group.task is None and group.tasks_started > 0:
+                    self._reset_master(group.master)  # every task after a group's first starts with a fresh master
+            self.schedule.start()
         total_timesteps, callback = super()._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
@@ -480,7 +640,7 @@ class MLSH(OnPolicyAlgorithm):
     def dump_logs(self, iteration: int = 0) -> None:
         """Write SB3's records, ``time/iterations`` counting MLSH's iterations across resumes, and MLSH's ``mlsh/*``."""
         discriminator_stats = self._discriminator_stats if self.discriminator is not None else None
-        record_iteration(self.logger, self.iteration_log[-1], self.trainer.groups, self._rollout, discriminator_stats)
+        record_iteration(self.logger, self.iteration_log[-1], self.schedule.groups, self._rollout, discriminator_stats)
         super().dump_logs(self.iteration)
 
     def adapt(
@@ -507,20 +667,20 @@ class MLSH(OnPolicyAlgorithm):
         if update_subpolicies not in (False, True, "after_warmup"):
             raise ValueError(f"update_subpolicies must be False, True or 'after_warmup', got {update_subpolicies!r}.")
         # A phase of None lets each group run its own schedule: W warmup iterations, then joint ones (no task ends).
-        self.trainer.fix_task(task, {False: Phase.WARMUP, True: Phase.JOINT, "after_warmup": None}[update_subpolicies])
+        self.schedule.fix_task(task, {False: Phase.WARMUP, True: Phase.JOINT, "after_warmup": None}[update_subpolicies])
         self._fresh_masters()
         return self.learn(total_timesteps, callback, log_interval, "MLSH_adapt", True, progress_bar)
 
     def resume_meta_training(self) -> None:
         """Leave the transfer mode of :meth:`adapt`: the next :meth:`learn` samples tasks again."""
         self._refuse_in_distributed_mode("resume_meta_training")
-        self.trainer.fix_task(None, None)
+        self.schedule.fix_task(None, None)
         self._fresh_masters()
-        for group in self.trainer.groups:
+        for group in self.schedule.groups:
             group.tasks_started = 0
 
     def _fresh_masters(self) -> None:
-        for group in self.trainer.groups:
+        for group in self.schedule.groups:
             self._reset_master(group.master)
             group.task = None
         self._last_obs = None
@@ -544,7 +704,7 @@ class MLSH(OnPolicyAlgorithm):
         ``episode_start`` forces a new master decision. :return: The actions and the new state.
         """
         return predict_hierarchical(
-            self.master.policy, self.policy, self.collector.subpolicy_obs, self.macro_duration, observation, state,
+            self.master.policy, self.policy, self.subpolicy_obs, self.macro_duration, observation, state,
             episode_start, deterministic,
         )  # fmt: skip
 
@@ -557,7 +717,7 @@ class MLSH(OnPolicyAlgorithm):
         :param deterministic: Use the mode of its distribution.
         :return: The action.
         """
-        subpolicy_obs = self.collector.subpolicy_obs(batch_of_one(observation), np.array([subpolicy]))
+        subpolicy_obs = self.subpolicy_obs(batch_of_one(observation), np.array([subpolicy]))
         actions, _ = self.policy.predict(subpolicy_obs, deterministic=deterministic)
         return actions[0]
 
@@ -565,9 +725,9 @@ class MLSH(OnPolicyAlgorithm):
         """Seed torch, NumPy, Python, the envs, the task draws and the master exploration (each process its own)."""
         local_seed = self.context.local_seed(seed, self.n_envs)
         super().set_random_seed(local_seed)
-        if hasattr(self, "trainer"):
-            self.trainer.seed(seed)
-            self.collector.rng = np.random.default_rng(None if local_seed is None else local_seed + 1)
+        if hasattr(self, "schedule"):
+            self.schedule.seed(seed)
+            self.exploration_rng = np.random.default_rng(None if local_seed is None else local_seed + 1)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer"], []

@@ -41,7 +41,7 @@ INIT_ARGUMENTS = (
 def get_parameters(model: "MLSH") -> dict[str, dict]:
     """:return: The state dicts of the sub-policy bank, of each local task group's master and of their optimizers."""
     params = {"subpolicies": model.policy.state_dict(), "subpolicies_optimizer": model.policy.optimizer.state_dict()}
-    for group in model.trainer.groups:  # group.index is run-wide: a process holds only its own groups' masters
+    for group in model.schedule.groups:  # group.index is run-wide: a process holds only its own groups' masters
         params[f"master{group.index}"] = group.master.policy.state_dict()
         params[f"master{group.index}_optimizer"] = group.master.policy.optimizer.state_dict()
     if model.discriminator is not None:
@@ -67,7 +67,7 @@ def set_parameters(model: "MLSH", params: dict[str, Any], exact_match: bool) -> 
         model.policy.optimizer.load_state_dict(params["subpolicies_optimizer"])
     if model.discriminator is not None and "discriminator" in params:
         model.discriminator.load_state(params["discriminator"])
-    for group in model.trainer.groups:
+    for group in model.schedule.groups:
         index, master = group.index, group.master
         if f"master{index}" in params:
             master.policy.load_state_dict(params[f"master{index}"])
@@ -94,9 +94,9 @@ def save_model(model: "MLSH", path: str | pathlib.Path | io.BufferedIOBase) -> N
         # iteration: the unfinished iteration's data has trained nothing yet, so a resume runs it again.
         "num_timesteps": model.completed_timesteps,
         "iteration": model.iteration,
-        "trainer": model.trainer.state_dict(),
-        "collector_rng": model.collector.rng.bit_generator.state,
-        "reward_scaler": None if model.collector.reward_scaler is None else model.collector.reward_scaler.state_dict(),
+        "trainer": model.schedule.state_dict(),
+        "collector_rng": model.exploration_rng.bit_generator.state,
+        "reward_scaler": None if model.reward_scaler is None else model.reward_scaler.state_dict(),
         "learner_updates": [model.subpolicy_learner._n_updates, *[master._n_updates for master in model.masters]],
         # SB3's minibatch shuffling draws from the global NumPy generator: restore it too for an exact resume.
         "numpy_rng_state": np.random.get_state(),
@@ -104,7 +104,7 @@ def save_model(model: "MLSH", path: str | pathlib.Path | io.BufferedIOBase) -> N
         "run_state": _run_state(model),
         "run_id": model.run_id,
     }
-    master_updates = {group.index: group.master._n_updates for group in model.trainer.groups}
+    master_updates = {group.index: group.master._n_updates for group in model.schedule.groups}
     gathered = model.context.gather_checkpoint(data, get_parameters(model), master_updates, model.n_envs)
     if gathered is not None:  # None: another process writes the file
         write_mlsh_model(path, *gathered, pytorch_variables={"torch_rng_state": th.get_rng_state()})
@@ -292,11 +292,11 @@ def _restore_progress(model: "MLSH", data: dict[str, Any], same_groups: bool) ->
     model.num_timesteps = model._completed_timesteps = data["num_timesteps"]
     model.iteration = data["iteration"]
     if same_groups:
-        model.trainer.load_state_dict(data["trainer"])
-    if model.collector.reward_scaler is not None and data.get("reward_scaler") is not None:
-        model.collector.reward_scaler.load_state_dict(data["reward_scaler"])
+        model.schedule.load_state_dict(data["trainer"])
+    if model.reward_scaler is not None and data.get("reward_scaler") is not None:
+        model.reward_scaler.load_state_dict(data["reward_scaler"])
     model.subpolicy_learner._n_updates, *master_updates = data["learner_updates"]
-    for group in model.trainer.groups:
+    for group in model.schedule.groups:
         if group.index < len(master_updates):
             group.master._n_updates = master_updates[group.index]
 
@@ -310,7 +310,7 @@ def _restore_run_state(model: "MLSH", run_state: dict[str, Any]) -> None:
 
 def _restore_random_streams(model: "MLSH", streams: RandomStreams) -> None:
     if streams.get("collector_rng") is not None:
-        model.collector.rng.bit_generator.state = streams["collector_rng"]
+        model.exploration_rng.bit_generator.state = streams["collector_rng"]
     if streams.get("torch_rng_state") is not None:
         th.set_rng_state(streams["torch_rng_state"].cpu())
     if streams.get("numpy_rng_state") is not None:

@@ -17,8 +17,8 @@ from stable_baselines3.common.torch_layers import create_mlp
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_mlsh.common.bank import SUBPOLICY_KEY
 from sb3_mlsh.common.type_aliases import Obs
+from sb3_mlsh.mlsh.bank import SUBPOLICY_KEY
 
 __all__ = ["SkillDiscriminator"]
 

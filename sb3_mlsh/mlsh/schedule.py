@@ -84,13 +84,14 @@ class TaskSchedule:
     :param task_sampler: Draws the tasks.
     :param env: The VecEnv whose envs the groups split among themselves (contiguous blocks).
     :param masters: One master learner per group of this process.
-    :param reset_master: Re-initialises a master's parameters and optimizer.
     :param warmup_iterations: W.
     :param joint_iterations: U.
     :param stagger: Stagger the groups' phases.
     :param seed: Seed of the task draws.
     :param layout: Which groups of the run the masters belong to, in a distributed run (None: this process runs one
         group per master, all of the run's); a new or reset master is then shared with the group's other processes.
+    :param reset_master: Re-initialises a master when its group starts a new task; None (MLSH's choice): the caller
+        does it, as ``MLSH.train`` does.
     """
 
     def __init__(
@@ -98,12 +99,12 @@ class TaskSchedule:
         task_sampler: TaskSampler,
         env: VecEnv,
         masters: list[PPO],
-        reset_master: Callable[[PPO], None],
         warmup_iterations: int,
         joint_iterations: int,
         stagger: bool = True,
         seed: int | None = None,
         layout: GroupLayout | None = None,
+        reset_master: Callable[[PPO], None] | None = None,
     ) -> None:
         self.task_sampler = task_sampler
         self.env = env
@@ -127,6 +128,10 @@ class TaskSchedule:
             )
             for index, block, master in zip(indices, blocks, masters)
         ]
+        #: The position in :attr:`groups` of each env's group.
+        self.group_of_env = np.zeros(env.num_envs, dtype=np.int64)
+        for position, block in enumerate(blocks):
+            self.group_of_env[block] = position
         self.seed(seed)
         for group in self.groups:
             self._share_master(group)
@@ -183,14 +188,16 @@ class TaskSchedule:
 
     def start_task(self, group: TaskGroup, reset_envs: bool) -> list[Any] | None:
         """
-        Give ``group`` a new task and a fresh master.
+        Give ``group`` a new task; from its second task on, its master (re-initialised by the caller) is shared with the
+        group's other processes and the warmup has its regular length W.
 
         :param group: The group.
         :param reset_envs: Reset its envs now (otherwise the task applies from their next reset).
         :return: The observations after the reset, one per env of the group, or None.
         """
         if group.tasks_started > 0:
-            self.reset_master(group.master)
+            if self.reset_master is not None:
+                self.reset_master(group.master)
             self._share_master(group)
             group.warmup_length = self.warmup_iterations
         group.task = self.draw_task(group)
@@ -281,8 +288,22 @@ class TaskSchedule:
 
 
 class MLSHMetaTrainer(TaskSchedule):
-    """Deprecated name of :class:`TaskSchedule`, which schedules tasks and phases and trains nothing itself."""
+    """
+    Deprecated name of :class:`TaskSchedule`, which schedules tasks and phases and trains nothing itself. Takes the old
+    arguments, ``reset_master`` fourth.
+    """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        warnings.warn("MLSHMetaTrainer is deprecated: use TaskSchedule (same arguments).", DeprecationWarning, stacklevel=2)
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        task_sampler: TaskSampler,
+        env: VecEnv,
+        masters: list[PPO],
+        reset_master: Callable[[PPO], None],
+        warmup_iterations: int,
+        joint_iterations: int,
+        stagger: bool = True,
+        seed: int | None = None,
+        layout: GroupLayout | None = None,
+    ) -> None:
+        warnings.warn("MLSHMetaTrainer is deprecated: use TaskSchedule.", DeprecationWarning, stacklevel=2)
+        super().__init__(task_sampler, env, masters, warmup_iterations, joint_iterations, stagger, seed, layout, reset_master)

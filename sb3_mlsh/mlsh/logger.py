@@ -6,8 +6,8 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.logger import Logger
 
-from sb3_mlsh.common.rollout import RolloutResult
-from sb3_mlsh.common.schedule import TaskGroup
+from sb3_mlsh.mlsh.buffers import RolloutResult
+from sb3_mlsh.mlsh.schedule import TaskGroup
 
 __all__ = ["PrefixedLogger", "iteration_summary", "record_iteration"]
 
