@@ -22,8 +22,7 @@ import pandas as pd
 import torch as th
 
 import mlsh_envs
-from mlsh_envs import make_task_sampler
-from sb3_mlsh import MLSH
+from sb3_mlsh import MLSH, make_task_sampler
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")

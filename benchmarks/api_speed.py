@@ -19,8 +19,8 @@ import numpy as np
 
 API = """
 import time
-from mlsh_envs import make_task_sampler
 from sb3_mlsh import MLSH
+from sb3_mlsh import make_task_sampler
 model = MLSH("MlpPolicy", make_task_sampler("mlsh/MovementBandits-v0", split="train"), n_subpolicies=2, macro_duration=10,
              warmup_iterations=2, master_kwargs=dict(learning_rate=0.03, clip_range=0.5),
              subpolicy_kwargs=dict(learning_rate=1e-3, batch_size=250), policy_kwargs=dict(share_scaled_steps=True),

@@ -33,8 +33,7 @@ import torch as th
 from _common import machine
 from transfer import specialised, subpolicy_task_returns
 
-from mlsh_envs import make_task_sampler
-from sb3_mlsh import MLSH
+from sb3_mlsh import MLSH, make_task_sampler
 from sb3_mlsh.cli.hyperparams import load_hyperparams, override_hyperparams, parse_hyperparams
 
 TASKS = (0, 1)

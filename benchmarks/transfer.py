@@ -48,8 +48,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 import mlsh_envs
-from mlsh_envs import make_task_sampler
-from sb3_mlsh import MLSH
+from sb3_mlsh import MLSH, make_task_sampler
 from sb3_mlsh.cli.hyperparams import load_hyperparams, override_hyperparams, parse_hyperparams
 from sb3_mlsh.mlsh.mlsh import SUBPOLICY_DEFAULTS
 

@@ -1,4 +1,10 @@
-"""The task families of MLSH (Frans et al., 2018) on Gymnasium, registered as ``mlsh/<Name>-v0``."""
+"""
+The task families of MLSH (Frans et al., 2018) on Gymnasium, registered as ``mlsh/<Name>-v0``.
+
+This package builds on gymnasium alone and imports nothing of ``sb3_mlsh``, which knows the families by their ids only
+(its ``TaskSampler`` imports this package to register an ``mlsh/...`` id): a task sampler of a family is
+``sb3_mlsh.make_task_sampler(id, split)``.
+"""
 
 from typing import Any
 
@@ -24,7 +30,6 @@ __all__ = [
     "MovementBanditsEnv",
     "evaluate_oracle",
     "evaluate_policy_fn",
-    "make_task_sampler",
 ]
 
 #: Registered ids with their entry points and episode lengths.
@@ -49,14 +54,7 @@ for _env_id, (_entry_point, _max_steps) in _REGISTRY.items():
 ENV_IDS = tuple(_REGISTRY)
 
 
-def make_task_sampler(env_id: str, split: str | None = "train", seed: int | None = None, **env_kwargs: Any):
-    """
-    :param env_id: A registered id, e.g. ``"mlsh/MovementBandits-v0"``.
-    :param split: ``"train"`` for meta-training tasks, ``"test"`` for the held-out transfer tasks, ``None`` for all.
-    :param seed: Seed of the sampler's random generator.
-    :param env_kwargs: Passed on to ``gymnasium.make``.
-    :return: A :class:`sb3_mlsh.TaskSampler` for that family.
-    """
-    from sb3_mlsh.common.tasks import TaskSampler
-
-    return TaskSampler(env_id, split=split, env_kwargs=env_kwargs, seed=seed)
+def __getattr__(name: str) -> Any:
+    if name == "make_task_sampler":  # moved, so that this package needs nothing of sb3_mlsh
+        raise AttributeError("mlsh_envs.make_task_sampler moved: use `from sb3_mlsh import make_task_sampler`.")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ import os
 
 from sb3_mlsh.common.checks import NonFiniteError
 from sb3_mlsh.common.serialization import ModelFileError
-from sb3_mlsh.common.tasks import TaskProtocolError, TaskSampler, check_task_protocol
+from sb3_mlsh.common.tasks import TaskProtocolError, TaskSampler, check_task_protocol, make_task_sampler
 from sb3_mlsh.common.wrappers import MacroActionWrapper
 from sb3_mlsh.mlsh import MLSH
 from sb3_mlsh.mlsh.bank import SubPolicyBankPolicy
@@ -25,4 +25,5 @@ __all__ = [
     "TaskSchedule",
     "__version__",
     "check_task_protocol",
+    "make_task_sampler",
 ]

@@ -41,3 +41,33 @@ def collect_once(model):
 @pytest.fixture
 def collect():
     return collect_once
+
+
+@pytest.fixture
+def make_mlsh():
+    """
+    A factory of small MLSH models, ``make_mlsh(tasks=None, policy="MlpPolicy", **overrides)``:
+
+    - ``tasks``: the task sampler (a factory, env id or TaskSampler); None: the toy family ``toy_envs.make_toy()``
+      (7-step episodes of 3 tasks), unless ``env=`` among the overrides gives SB3-style envs;
+    - defaults ``toy_envs.SMALL_MLSH`` (shared with ``toy_envs.small_model``): ``n_envs=2, n_steps=16,
+      macro_duration=4, warmup_iterations=1, joint_iterations=1, seed=0, device="cpu"``, K = MLSH's default 2;
+    - ``overrides``: any other MLSH argument, or a replacement for a default. A test whose assertions depend on a number
+      (n_envs, n_steps, macro_duration, seed ...) passes it explicitly, even when it equals the default.
+
+    The factory keeps the models it built and closes their envs at teardown.
+    """
+    from toy_envs import small_model
+
+    models = []
+
+    def make(tasks=None, policy="MlpPolicy", **overrides):
+        model = small_model(tasks, policy, **overrides)
+        models.append(model)
+        return model
+
+    yield make
+    for model in models:
+        env = model.get_env()
+        if env is not None:
+            env.close()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
-from test_rollout import ledger_factory, make_model
+from test_rollout import ledger_factory
 from toy_envs import make_toy
 
 from sb3_mlsh import MLSH
@@ -37,9 +37,9 @@ def test_reward_is_zero_on_average_before_training_and_favours_each_skills_own_s
     assert np.all(other < -1.0)
 
 
-def test_bonus_goes_to_the_subpolicies_only_and_env_reward_stays_conserved(collect):
+def test_bonus_goes_to_the_subpolicies_only_and_env_reward_stays_conserved(collect, make_mlsh):
     ledger: list = []
-    model = make_model(ledger_factory(ledger, terminate_range=(2, 9)), skill_diversity=0.5)
+    model = make_mlsh(ledger_factory(ledger, terminate_range=(2, 9)), n_envs=3, n_steps=23, skill_diversity=0.5)
     ledger = [model.env.envs[i].get_wrapper_attr("returned_rewards") for i in range(model.n_envs)]
     # A discriminator that always answers "sub-policy 0" with certainty: the bonus is log K for 0, very negative else.
     with th.no_grad():
@@ -57,31 +57,27 @@ def test_bonus_goes_to_the_subpolicies_only_and_env_reward_stays_conserved(colle
     assert usage.min() > 0, "both sub-policies act in this rollout"
 
 
-def test_without_skill_diversity_nothing_changes(collect):
+def test_without_skill_diversity_nothing_changes(collect, make_mlsh):
     ledger: list = []
-    model = make_model(ledger_factory(ledger))
+    model = make_mlsh(ledger_factory(ledger), n_envs=3, n_steps=23)
     assert model.discriminator is None
     assert collect(model).diversity_reward_sum == 0.0
 
 
-def test_skill_diversity_saves_loads_and_logs(tmp_path):
-    model = MLSH(
-        "MultiInputPolicy",
+def test_skill_diversity_saves_loads_and_logs(make_mlsh, tmp_path):
+    model = make_mlsh(
         make_toy(dict_obs=True),
-        n_envs=2,
-        n_steps=16,
+        "MultiInputPolicy",
         macro_duration=3,
         warmup_iterations=0,
-        joint_iterations=1,
         skill_diversity=0.2,
         discriminator_kwargs=dict(net_arch=[8], learning_rate=0.01),
-        seed=0,
     )
     model.learn(64)
     assert set(model._discriminator_stats) == {"loss", "accuracy"}
     before = [p.detach().clone() for p in model.discriminator.parameters()]
     model.save(tmp_path / "model.zip")
-    loaded = MLSH.load(tmp_path / "model.zip", make_toy(dict_obs=True))
+    loaded = MLSH.load(tmp_path / "model.zip", make_toy(dict_obs=True), device="cpu")
     assert loaded.skill_diversity == 0.2 and loaded.discriminator.net[0].out_features == 8
     for saved, restored in zip(before, loaded.discriminator.parameters(), strict=True):
         assert th.equal(saved, restored)
@@ -152,17 +148,15 @@ class StepObservationLedger(gym.Wrapper):
 
 
 @pytest.mark.parametrize("dict_obs", [False, True])
-def test_each_step_is_scored_on_the_state_it_reached_with_the_subpolicy_that_acted(collect, dict_obs):
+def test_each_step_is_scored_on_the_state_it_reached_with_the_subpolicy_that_acted(collect, make_mlsh, dict_obs):
     ledger: list = []
     inner = make_toy(max_episode_steps=6, terminate_range=(2, 5), dict_obs=dict_obs)
-    model = MLSH(
-        "MultiInputPolicy" if dict_obs else "MlpPolicy",
+    model = make_mlsh(
         lambda: StepObservationLedger(inner(), ledger),
+        "MultiInputPolicy" if dict_obs else "MlpPolicy",
         n_envs=3,
         n_steps=23,
-        macro_duration=4,
         skill_diversity=1.0,
-        seed=0,
     )
     ledger = [model.env.envs[i].get_wrapper_attr("observations") for i in range(model.n_envs)]
     seen = {}

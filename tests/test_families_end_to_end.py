@@ -6,8 +6,7 @@ import torch as th
 from markers import MUJOCO_IDS, family_params
 
 import mlsh_envs
-from mlsh_envs import make_task_sampler
-from sb3_mlsh import MLSH
+from sb3_mlsh import MLSH, make_task_sampler
 
 
 @pytest.mark.parametrize("env_id", family_params(mlsh_envs.ENV_IDS))
@@ -50,8 +49,8 @@ def test_twowalk_subpolicies_transfer_to_the_obstacle_course(tmp_path):
     th.testing.assert_close(transfer.subpolicy_learner.policy.theta.detach(), subpolicies, rtol=0, atol=0)
 
 
-def test_loading_into_a_family_with_other_spaces_names_the_mismatch(tmp_path):
-    model = MLSH("MlpPolicy", make_task_sampler("mlsh/MovementBandits-v0", seed=0), n_steps=20, n_envs=2, seed=0)
+def test_loading_into_a_family_with_other_spaces_names_the_mismatch(make_mlsh, tmp_path):
+    model = make_mlsh(make_task_sampler("mlsh/MovementBandits-v0", seed=0))
     model.save(tmp_path / "bandits")
     with pytest.raises(ValueError, match=r"observation_space Box\(0.0, 1.0, \(6,\), float32\).*same spaces"):
         MLSH.load(tmp_path / "bandits", make_task_sampler("mlsh/FourRooms-v0", seed=0))

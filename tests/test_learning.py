@@ -4,8 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from mlsh_envs import make_task_sampler
-from sb3_mlsh import MLSH
+from sb3_mlsh import MLSH, make_task_sampler
 from sb3_mlsh.cli.hyperparams import load_hyperparams, parse_hyperparams
 
 pytestmark = pytest.mark.slow

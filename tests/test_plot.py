@@ -6,7 +6,6 @@ import pytest
 from matplotlib.figure import Figure
 from stable_baselines3.common.monitor import load_results
 
-from sb3_mlsh import MLSH
 from sb3_mlsh.cli.plot import main
 from sb3_mlsh.cli.train import main as train
 from sb3_mlsh.common.plotting import plot_learning_curves, plot_run, plot_trajectories, reference_levels
@@ -42,16 +41,14 @@ def test_plot_cli_draws_curves_usage_and_trajectories(two_runs, tmp_path):
 
 
 @pytest.mark.parametrize("env_id", ["mlsh/KeyDoor-v0", "mlsh/FourRooms-v0"])
-def test_trajectories_of_the_grid_and_key_families(env_id, tmp_path):
-    model = MLSH("MlpPolicy", env_id, n_envs=1, n_steps=8, n_subpolicies=3, seed=0)
+def test_trajectories_of_the_grid_and_key_families(make_mlsh, env_id, tmp_path):
+    model = make_mlsh(env_id, n_subpolicies=3)
     path = plot_trajectories(model, str(tmp_path / "trajectories.png"), n_episodes=2)
     assert_png(path)
 
 
-def test_trajectories_refuse_families_without_positions(tmp_path):
-    from toy_envs import make_toy
-
-    model = MLSH("MlpPolicy", make_toy(), n_envs=1, n_steps=8, seed=0)
+def test_trajectories_refuse_families_without_positions(make_mlsh, tmp_path):
+    model = make_mlsh()  # the toy family
     with pytest.raises(TypeError, match="2D and grid families"):
         plot_trajectories(model, str(tmp_path / "x.png"))
 

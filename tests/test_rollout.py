@@ -5,9 +5,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
-from toy_envs import ToyTaskEnv, make_toy, rollout_actions, small_model
-
-from sb3_mlsh import MLSH
+from toy_envs import ToyTaskEnv, make_toy, rollout_actions
 
 
 class RewardLedger(gym.Wrapper):
@@ -29,15 +27,9 @@ def ledger_factory(ledger: list, max_episode_steps: int = 7, **kwargs):
     return lambda: RewardLedger(inner(), ledger)
 
 
-def make_model(factory, **kwargs):
-    defaults = dict(n_envs=3, n_steps=23, macro_duration=4, warmup_iterations=1, joint_iterations=1, seed=0)
-    defaults.update(kwargs)
-    return MLSH("MlpPolicy", factory, **defaults)
-
-
-def test_rewards_are_conserved_across_levels(collect):
+def test_rewards_are_conserved_across_levels(collect, make_mlsh):
     ledger: list = []
-    model = make_model(ledger_factory(ledger, terminate_range=(2, 9)))
+    model = make_mlsh(ledger_factory(ledger, terminate_range=(2, 9)), n_envs=3, n_steps=23)
     ledger = [model.env.envs[i].get_wrapper_attr("returned_rewards") for i in range(model.n_envs)]
     result = collect(model)
     returned_by_envs = sum(sum(rewards) for rewards in ledger)
@@ -49,8 +41,8 @@ def test_rewards_are_conserved_across_levels(collect):
     assert macro_reward == pytest.approx(returned_by_envs, rel=1e-6)
 
 
-def test_macro_steps_end_after_n_steps_or_at_episode_end_and_envs_do_not_wait(collect):
-    model = make_model(make_toy(max_episode_steps=50, terminate_range=(2, 9)), n_envs=4, n_steps=37, macro_duration=4)
+def test_macro_steps_end_after_n_steps_or_at_episode_end_and_envs_do_not_wait(collect, make_mlsh):
+    model = make_mlsh(make_toy(max_episode_steps=50, terminate_range=(2, 9)), n_envs=4, n_steps=37, macro_duration=4)
     result = collect(model)
     log = result.macro_steps[0]
     starts_per_env = []
@@ -70,8 +62,8 @@ def test_macro_steps_end_after_n_steps_or_at_episode_end_and_envs_do_not_wait(co
     assert len({frozenset(starts) for starts in starts_per_env}) > 1
 
 
-def test_truncation_bootstraps_with_own_value_and_termination_does_not(collect):
-    model = make_model(make_toy(max_episode_steps=5, reward_scale=0.0), n_envs=2, n_steps=12, macro_duration=100)
+def test_truncation_bootstraps_with_own_value_and_termination_does_not(collect, make_mlsh):
+    model = make_mlsh(make_toy(max_episode_steps=5, reward_scale=0.0), n_envs=2, n_steps=12, macro_duration=100)
     result = collect(model)
     buffer = model.subpolicy_learner.rollout_buffer
     truncation_steps = [4, 9]
@@ -81,15 +73,15 @@ def test_truncation_bootstraps_with_own_value_and_termination_does_not(collect):
     # The master bootstraps each truncated macro-step and the one cut by the rollout's end.
     assert np.count_nonzero(result.master_buffers[0].rewards) == 3 * model.n_envs
 
-    terminating = make_model(
+    terminating = make_mlsh(
         make_toy(max_episode_steps=1000, terminate_range=(5, 5), reward_scale=0.0), n_envs=2, n_steps=12, macro_duration=100
     )
     collect(terminating)
     assert np.all(terminating.subpolicy_learner.rollout_buffer.rewards == 0)
 
 
-def test_a_switch_never_bootstraps_from_another_subpolicys_value(collect):
-    model = make_model(
+def test_a_switch_never_bootstraps_from_another_subpolicys_value(collect, make_mlsh):
+    model = make_mlsh(
         make_toy(max_episode_steps=1000), n_envs=2, n_steps=40, macro_duration=1, n_subpolicies=2, master_epsilon=1.0
     )
     ledger_model_rewards = []
@@ -127,13 +119,13 @@ def test_a_switch_never_bootstraps_from_another_subpolicys_value(collect):
     assert switches > 10 and continuations > 10
 
 
-def test_each_iteration_runs_exactly_d_steps_per_env_and_callbacks_see_every_step():
+def test_each_iteration_runs_exactly_d_steps_per_env_and_callbacks_see_every_step(make_mlsh):
 
     class Counter(BaseCallback):
         def _on_step(self) -> bool:
             return True
 
-    model = make_model(make_toy(), n_envs=2, n_steps=10)
+    model = make_mlsh(n_envs=2, n_steps=10)
     counter = Counter()
     model.learn(total_timesteps=60, callback=counter)
     assert model.iteration == 3
@@ -141,8 +133,8 @@ def test_each_iteration_runs_exactly_d_steps_per_env_and_callbacks_see_every_ste
     assert counter.n_calls == 30
 
 
-def test_master_forward_only_for_deciding_envs(collect):
-    model = make_model(make_toy(max_episode_steps=1000), n_envs=3, n_steps=20, macro_duration=5)
+def test_master_forward_only_for_deciding_envs(collect, make_mlsh):
+    model = make_mlsh(make_toy(max_episode_steps=1000), n_envs=3, n_steps=20, macro_duration=5)
     batch_sizes = []
     master = model.masters[0]
     original = master.policy.get_distribution
@@ -156,11 +148,9 @@ def test_master_forward_only_for_deciding_envs(collect):
     assert batch_sizes == [3, 3, 3, 3]  # every 5 steps, one batched forward of all deciding envs
 
 
-def test_box_actions_and_dict_observations_run(collect):
+def test_box_actions_and_dict_observations_run(collect, make_mlsh):
     for kwargs, policy in ((dict(box_actions=True), "MlpPolicy"), (dict(dict_obs=True), "MultiInputPolicy")):
-        model = MLSH(
-            policy, make_toy(**kwargs), n_envs=2, n_steps=16, macro_duration=3, warmup_iterations=0, joint_iterations=1, seed=0
-        )
+        model = make_mlsh(make_toy(**kwargs), policy, n_envs=2, n_steps=16, macro_duration=3, warmup_iterations=0)
         model.learn(64)
         assert model.iteration == 2
         _, state = model.predict(model.env.reset(), deterministic=True)
@@ -173,8 +163,8 @@ def test_toy_env_is_a_valid_task_env():
     check_env(ToyTaskEnv(terminate_range=(2, 5)))
 
 
-def test_predict_state_carries_subpolicy_and_steps_left():
-    model = small_model(macro_duration=4)
+def test_predict_state_carries_subpolicy_and_steps_left(make_mlsh):
+    model = make_mlsh(macro_duration=4)
     _, states = rollout_actions(model, n=12)
     np.testing.assert_array_equal(states[:, 0, 1], [3, 2, 1, 0] * 3)
     for start in (0, 4, 8):

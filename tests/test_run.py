@@ -25,12 +25,6 @@ ENV_ID = "mlsh/MovementBandits-v0"
 ITERATION_STEPS = 2 * 50
 
 
-def _small() -> MLSH:
-    return MLSH(
-        "MlpPolicy", make_toy(), n_envs=2, n_steps=8, macro_duration=4, warmup_iterations=1, joint_iterations=1, seed=0
-    )
-
-
 class RowsSeen(BaseCallback):
     """At the start of every iteration: how many rows iterations.csv has."""
 
@@ -45,18 +39,18 @@ class RowsSeen(BaseCallback):
         return True
 
 
-def test_every_iteration_is_on_disk_before_the_next_one_starts(tmp_path):
+def test_every_iteration_is_on_disk_before_the_next_one_starts(make_mlsh, tmp_path):
     path = str(tmp_path / "iterations.csv")
     seen = RowsSeen(path)
-    _small().learn(5 * 16, callback=[IterationCSV(path), seen])
+    make_mlsh(n_envs=2, n_steps=8).learn(5 * 16, callback=[IterationCSV(path), seen])
     assert seen.seen == [0, 1, 2, 3, 4]
     frame = pd.read_csv(path)
     assert frame["iteration"].tolist() == [1, 2, 3, 4, 5]
     assert frame["timesteps"].tolist() == [16, 32, 48, 64, 80]
 
 
-def test_checkpoints_hold_exactly_the_steps_in_their_name(tmp_path):
-    _small().learn(10 * 16, callback=IterationCheckpoint(40, str(tmp_path)))
+def test_checkpoints_hold_exactly_the_steps_in_their_name(make_mlsh, tmp_path):
+    make_mlsh(n_envs=2, n_steps=8).learn(10 * 16, callback=IterationCheckpoint(40, str(tmp_path)))
     # The first iteration boundaries at or past 40, 80, 120 and 160 (iterations of 16 steps; the run ends at 160).
     assert sorted(os.listdir(tmp_path)) == [
         "mlsh_128_steps.zip",
@@ -70,10 +64,10 @@ def test_checkpoints_hold_exactly_the_steps_in_their_name(tmp_path):
         assert loaded.num_timesteps == steps and loaded.iteration == steps // 16
 
 
-def test_resume_picks_the_most_steps_skips_corrupt_files_and_removes_stale_tmp(tmp_path):
+def test_resume_picks_the_most_steps_skips_corrupt_files_and_removes_stale_tmp(make_mlsh, tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    model = _small()
+    model = make_mlsh(n_envs=2, n_steps=8)
     model.learn(32)
     model.save(run / "checkpoints" / "mlsh_32_steps.zip")
     model.learn(32, reset_num_timesteps=False)

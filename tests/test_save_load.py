@@ -123,20 +123,14 @@ def _flatten(tree, prefix: str = "") -> dict:
     return {prefix: tree}
 
 
-def _small(seed: int = 0) -> MLSH:
-    return MLSH(
-        "MlpPolicy", make_toy(), n_envs=4, task_groups=2, n_steps=8, macro_duration=4, warmup_iterations=2,
-        joint_iterations=1, seed=seed,
-    )  # fmt: skip
-
-
-def test_save_load_then_learn_continues_the_schedule_of_an_uninterrupted_run(tmp_path):
+def test_save_load_then_learn_continues_the_schedule_of_an_uninterrupted_run(make_mlsh, tmp_path):
+    settings = dict(n_envs=4, task_groups=2, n_steps=8, warmup_iterations=2, joint_iterations=1)
     iteration_steps = 4 * 8
     uninterrupted: list = []
-    _small().learn(9 * iteration_steps, callback=ScheduleRecorder(uninterrupted))
+    make_mlsh(**settings).learn(9 * iteration_steps, callback=ScheduleRecorder(uninterrupted))
 
     interrupted: list = []
-    first = _small()
+    first = make_mlsh(**settings)
     first.learn(4 * iteration_steps, callback=ScheduleRecorder(interrupted))
     first.save(tmp_path / "half.zip")
     saved_params = _flatten(first.get_parameters())
@@ -155,7 +149,7 @@ def test_save_load_then_learn_continues_the_schedule_of_an_uninterrupted_run(tmp
     # Disturb every generator: load must restore them.
     th.manual_seed(123)
     np.random.seed(123)
-    second = MLSH.load(tmp_path / "half.zip", make_toy())
+    second = MLSH.load(tmp_path / "half.zip", make_toy(), device="cpu")
 
     loaded_params = _flatten(second.get_parameters())  # sub-policies, masters and all their optimizers
     assert loaded_params.keys() == saved_params.keys()
@@ -218,7 +212,7 @@ def test_save_load_predicts_identically_and_training_continues(tmp_path):
     path = tmp_path / "mlsh_model"
     model.save(path)
     assert (tmp_path / "mlsh_model.zip").exists()
-    loaded = MLSH.load(path, make_toy())  # an env factory is not stored safely: give it again
+    loaded = MLSH.load(path, make_toy(), device="cpu")  # an env factory is not stored safely: give it again
     for expected, got in zip(rollout_actions(model), rollout_actions(loaded)):
         np.testing.assert_array_equal(expected, got)
     assert loaded.num_timesteps == model.num_timesteps == 96
@@ -310,13 +304,13 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
 
 
 @pytest.mark.parametrize("entry", ["data", "subpolicies.pth"])
-def test_a_malicious_model_file_runs_nothing(tmp_path, entry):
+def test_a_malicious_model_file_runs_nothing(make_mlsh, tmp_path, entry):
     import base64
     import json
     import pickle
     import zipfile
 
-    model = MLSH("MlpPolicy", ENV_ID, n_envs=2, n_steps=16, seed=0)
+    model = make_mlsh(ENV_ID)
     path = tmp_path / "model.zip"
     model.save(path)
     marker = tmp_path / "pwned"

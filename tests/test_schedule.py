@@ -19,16 +19,13 @@ def master_vector(master) -> th.Tensor:
     return th.cat([p.detach().flatten() for p in master.policy.parameters()]).clone()
 
 
-def make_model(**kwargs) -> MLSH:
-    defaults = dict(n_envs=2, n_steps=16, macro_duration=4, warmup_iterations=1, joint_iterations=1, seed=0)
-    defaults.update(kwargs)
-    factory = defaults.pop("factory", make_toy(max_episode_steps=8))
-    return MLSH("MlpPolicy", factory, **defaults)
+# The toy family of these tests: episodes of 8 steps, two to each env's 16-step rollout of the make_mlsh model.
+EIGHT_STEP_TOY = make_toy(max_episode_steps=8)
 
 
 @pytest.mark.parametrize("box_actions", [False, True])
-def test_subpolicies_without_data_are_bit_for_bit_unchanged(box_actions):
-    model = make_model(factory=make_toy(box_actions=box_actions), n_subpolicies=3, warmup_iterations=0, joint_iterations=5)
+def test_subpolicies_without_data_are_bit_for_bit_unchanged(make_mlsh, box_actions):
+    model = make_mlsh(make_toy(box_actions=box_actions), n_subpolicies=3, warmup_iterations=0, joint_iterations=5)
     model._setup_learn(10**6)
     # Make the master always choose sub-policy 0: the other two get no data.
     with th.no_grad():
@@ -42,8 +39,8 @@ def test_subpolicies_without_data_are_bit_for_bit_unchanged(box_actions):
     assert model.policy.optimizer.subpolicy_state(0) != {}
 
 
-def test_warmup_changes_no_subpolicy_parameter_but_trains_the_master():
-    model = make_model(warmup_iterations=3, joint_iterations=1)
+def test_warmup_changes_no_subpolicy_parameter_but_trains_the_master(make_mlsh):
+    model = make_mlsh(EIGHT_STEP_TOY, warmup_iterations=3, joint_iterations=1)
     model._setup_learn(10**6)
     subpolicies, master = subpolicy_vectors(model), master_vector(model.master)
     model.learn(3 * model.n_envs * model.n_steps, reset_num_timesteps=False)
@@ -53,8 +50,8 @@ def test_warmup_changes_no_subpolicy_parameter_but_trains_the_master():
     assert not all(th.equal(a, b) for a, b in zip(subpolicies, subpolicy_vectors(model)))
 
 
-def test_master_is_reinitialised_at_every_new_task(monkeypatch):
-    model = make_model(warmup_iterations=1, joint_iterations=1)
+def test_master_is_reinitialised_at_every_new_task(make_mlsh, monkeypatch):
+    model = make_mlsh(EIGHT_STEP_TOY, warmup_iterations=1, joint_iterations=1)
     trained = []
     reset = model._reset_master
 
@@ -73,8 +70,8 @@ def test_master_is_reinitialised_at_every_new_task(monkeypatch):
 
 
 @pytest.mark.parametrize("warmup,joint", [(2, 3), (0, 2), (3, 0), (1, 1)])
-def test_warmup_and_joint_iteration_counts_are_exact(warmup, joint):
-    model = make_model(warmup_iterations=warmup, joint_iterations=joint)
+def test_warmup_and_joint_iteration_counts_are_exact(make_mlsh, warmup, joint):
+    model = make_mlsh(EIGHT_STEP_TOY, warmup_iterations=warmup, joint_iterations=joint)
     iterations = 2 * (warmup + joint)
     model.learn(iterations * model.n_envs * model.n_steps)
     phases = [entry["joint_groups"] for entry in model.iteration_log]
@@ -83,13 +80,13 @@ def test_warmup_and_joint_iteration_counts_are_exact(warmup, joint):
     assert model.subpolicy_learner._n_updates == 2 * joint * model.subpolicy_learner.n_epochs
 
 
-def test_invalid_schedule_is_refused():
+def test_invalid_schedule_is_refused(make_mlsh):
     with pytest.raises(ValueError, match="at least one iteration"):
-        make_model(warmup_iterations=0, joint_iterations=0)
+        make_mlsh(EIGHT_STEP_TOY, warmup_iterations=0, joint_iterations=0)
 
 
-def test_task_groups_have_own_tasks_masters_staggered_phases_and_pool_joint_data(monkeypatch):
-    model = make_model(n_envs=4, task_groups=2, warmup_iterations=1, joint_iterations=1, factory=make_toy(n_tasks=50))
+def test_task_groups_have_own_tasks_masters_staggered_phases_and_pool_joint_data(make_mlsh, monkeypatch):
+    model = make_mlsh(make_toy(n_tasks=50), n_envs=4, task_groups=2, warmup_iterations=1, joint_iterations=1)
     groups = model.schedule.groups
     assert [g.env_indices.tolist() for g in groups] == [[0, 1], [2, 3]]
     assert [g.warmup_length for g in groups] == [1, 2]  # group 1 starts one iteration later in its cycle
@@ -109,10 +106,10 @@ def test_task_groups_have_own_tasks_masters_staggered_phases_and_pool_joint_data
     assert tasks[:2] == [groups[0].task] * 2 and tasks[2:] == [groups[1].task] * 2
 
 
-def test_same_seed_same_results():
+def test_same_seed_same_results(make_mlsh):
     runs = []
     for _ in range(2):
-        model = make_model(seed=3, n_subpolicies=3)
+        model = make_mlsh(EIGHT_STEP_TOY, seed=3, n_subpolicies=3)
         model.learn(4 * model.n_envs * model.n_steps)
         runs.append(
             (subpolicy_vectors(model), master_vector(model.master), model.iteration_log, model.schedule.groups[0].task)
@@ -121,13 +118,13 @@ def test_same_seed_same_results():
     assert all(th.equal(a, b) for a, b in zip(sub_a, sub_b))
     assert th.equal(master_a, master_b)
     assert log_a == log_b and task_a == task_b
-    other = make_model(seed=4, n_subpolicies=3)
+    other = make_mlsh(EIGHT_STEP_TOY, seed=4, n_subpolicies=3)
     other.learn(4 * other.n_envs * other.n_steps)
     assert not th.equal(subpolicy_vectors(other)[0], sub_a[0])
 
 
-def test_adapt_freezes_subpolicies_and_learns_a_fresh_master_on_the_task():
-    model = make_model()
+def test_adapt_freezes_subpolicies_and_learns_a_fresh_master_on_the_task(make_mlsh):
+    model = make_mlsh(EIGHT_STEP_TOY, n_envs=2)
     model.learn(4 * model.n_envs * model.n_steps)
     subpolicies = subpolicy_vectors(model)
     old_master = master_vector(model.master)
@@ -143,15 +140,15 @@ def test_adapt_freezes_subpolicies_and_learns_a_fresh_master_on_the_task():
     assert model.iteration_log[-1]["iteration"] == 1
 
 
-def test_subpolicy_usage_is_logged_per_iteration():
-    model = make_model(n_subpolicies=3)
+def test_subpolicy_usage_is_logged_per_iteration(make_mlsh):
+    model = make_mlsh(EIGHT_STEP_TOY, n_subpolicies=3)
     model.learn(2 * model.n_envs * model.n_steps)
     usage = np.array(model.iteration_log[-1]["subpolicy_usage"])
     assert usage.shape == (3,) and usage.sum() == pytest.approx(1.0)
 
 
-def test_paper_fine_tuning_freezes_w_iterations_then_learns():
-    model = make_model(warmup_iterations=2, joint_iterations=1)
+def test_paper_fine_tuning_freezes_w_iterations_then_learns(make_mlsh):
+    model = make_mlsh(EIGHT_STEP_TOY, n_envs=2, warmup_iterations=2, joint_iterations=1)
     model.learn(3 * model.n_envs * model.n_steps)
     frozen = subpolicy_vectors(model)
     steps = model.n_envs * model.n_steps
@@ -167,10 +164,10 @@ def test_paper_fine_tuning_freezes_w_iterations_then_learns():
         model.adapt(2, total_timesteps=steps, update_subpolicies="later")
 
 
-def test_the_old_name_of_the_task_schedule_still_builds_one_with_a_deprecation_warning():
+def test_the_old_name_of_the_task_schedule_still_builds_one_with_a_deprecation_warning(make_mlsh):
     from sb3_mlsh import MLSHMetaTrainer, TaskSchedule
 
-    model = make_model()
+    model = make_mlsh(EIGHT_STEP_TOY, warmup_iterations=1, joint_iterations=1)
     arguments = (model.task_sampler, model.env, [group.master for group in model.schedule.groups])
     with pytest.warns(DeprecationWarning, match="use TaskSchedule"):
         old = MLSHMetaTrainer(*arguments, reset_master=model._reset_master, warmup_iterations=1, joint_iterations=1, seed=0)

@@ -11,6 +11,7 @@ import zipfile
 import pytest
 import torch as th
 import yaml
+from toy_envs import small_model
 
 from sb3_mlsh import MLSH, ModelFileError
 from sb3_mlsh.cli.hyperparams import HyperparameterError, parse_hyperparams
@@ -23,7 +24,7 @@ RUN = ["--no-progress", "--verbose", "0"]
 # ------------------------------------------------------------------------------------------------- helpers
 def _saved(path, **kwargs) -> str:
     """A small model of MovementBandits (its task sampler is an env id: the file loads with no argument)."""
-    MLSH("MlpPolicy", ENV_ID, **{"n_envs": 2, "n_steps": 16, "seed": 0, **kwargs}).save(path)
+    small_model(ENV_ID, n_envs=2, **kwargs).save(path)  # BOMBS["n_steps"] names n_envs = 2
     return str(path)
 
 

@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 import torch as th
 from run_folders import checkpoint_steps
-from toy_envs import make_toy
 
 from sb3_mlsh import MLSH
 from sb3_mlsh.cli.train import main, run
@@ -99,9 +98,9 @@ def test_a_kill_right_after_a_checkpoint_loses_no_row(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- 6. partial rows are dropped
-def test_rows_that_do_not_read_completely_are_dropped_on_resume(tmp_path):
+def test_rows_that_do_not_read_completely_are_dropped_on_resume(make_mlsh, tmp_path):
     path = str(tmp_path / "iterations.csv")
-    model = MLSH("MlpPolicy", make_toy(), n_envs=2, n_steps=8, macro_duration=4, warmup_iterations=1, seed=0)
+    model = make_mlsh(n_envs=2, n_steps=8)
     model.learn(4 * 16, callback=IterationCSV(path))
     with open(path) as file:
         header, *rows = file.read().splitlines()

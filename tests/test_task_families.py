@@ -24,6 +24,7 @@ from mlsh_envs import (
     evaluate_oracle,
     evaluate_policy_fn,
 )
+from sb3_mlsh import make_task_sampler
 
 EPISODE_STEPS = {
     "mlsh/KeyDoor-v0": 100,
@@ -382,9 +383,9 @@ def test_render_mujoco(env_id):
 @pytest.mark.parametrize("env_id", family_params(ENV_IDS))
 def test_task_sampler(env_id):
     for split in ("train", "test"):
-        sampler = mlsh_envs.make_task_sampler(env_id, split=split, seed=0)
+        sampler = make_task_sampler(env_id, split=split, seed=0)
         tasks = sampler.sample(3)
-        assert tasks == mlsh_envs.make_task_sampler(env_id, split=split, seed=0).sample(3)
+        assert tasks == make_task_sampler(env_id, split=split, seed=0).sample(3)
         env = sampler.make_env()
         env.unwrapped.set_task(tasks[0])
         env.reset(seed=0)

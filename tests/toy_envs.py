@@ -131,13 +131,24 @@ class MultiDiscreteActionEnv(ToyTaskEnv):
         self.action_space = spaces.MultiDiscrete([2, 2])
 
 
+# The small model of the tests: 2 envs x 16 steps, N = 4, W = U = 1 (K: MLSH's default 2), seed 0, on the CPU.
+# One definition for small_model and the make_mlsh fixture of conftest.py.
+SMALL_MLSH: dict[str, Any] = dict(
+    n_envs=2, n_steps=16, macro_duration=4, warmup_iterations=1, joint_iterations=1, seed=0, device="cpu"
+)
+
+
 def small_model(factory: Any = None, policy: str = "MlpPolicy", **kwargs: Any) -> "MLSH":
-    """A small MLSH (2 envs x 16 steps, N = 4, W = U = 1, seed 0) on ``factory``'s envs (default: the toy family)."""
+    """
+    A small MLSH (``SMALL_MLSH``, any of it replaced by ``kwargs``) on ``factory``'s tasks (default: the toy family
+    ``make_toy()``, unless SB3's ``env=`` gives the envs). Tests take the ``make_mlsh`` fixture, which also closes the
+    envs; this is for the places a fixture does not reach (module-scoped fixtures, helpers).
+    """
     from sb3_mlsh import MLSH
 
-    defaults = dict(n_envs=2, n_steps=16, macro_duration=4, warmup_iterations=1, joint_iterations=1, seed=0)
-    defaults.update(kwargs)
-    return MLSH(policy, factory if factory is not None else make_toy(), **defaults)
+    if factory is None and "env" not in kwargs:
+        factory = make_toy()
+    return MLSH(policy, factory, **{**SMALL_MLSH, **kwargs})
 
 
 def rollout_actions(model: "MLSH", n: int = 30) -> tuple[np.ndarray, np.ndarray]:

@@ -422,8 +422,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     task = None if args.task is None else _parse_task(args.task)
     th.set_num_threads(1)
     gl_problem = _prepare_gl(record is not None)
-    import mlsh_envs
     from sb3_mlsh.common.serialization import ModelFileError
+    from sb3_mlsh.common.tasks import make_task_sampler
 
     try:
         model = MLSH.load(path, args.env, seed=args.seed, trusted=args.trusted, device="cpu")
@@ -434,7 +434,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env_id = model.task_sampler.env_id
     env = _make_env(model, "rgb_array" if record is not None else None)
     if task is None:
-        task = mlsh_envs.make_task_sampler(env_id, split=args.split, seed=args.seed).sample(1)[0]
+        task = make_task_sampler(env_id, split=args.split, seed=args.seed).sample(1)[0]
     else:
         try:
             env.get_wrapper_attr("set_task")(task)

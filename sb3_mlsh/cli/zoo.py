@@ -23,7 +23,6 @@ from typing import Any
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecEnvWrapper
 
-import mlsh_envs  # noqa: F401  (registers the mlsh/* ids the zoo looks up)
 from sb3_mlsh.cli.hyperparams import (
     CONSTRUCTOR_KEYS,
     HyperparameterError,
@@ -31,7 +30,7 @@ from sb3_mlsh.cli.hyperparams import (
     load_hyperparams,
     parse_hyperparams,
 )
-from sb3_mlsh.common.tasks import TaskSampler, as_task_sampler
+from sb3_mlsh.common.tasks import TaskSampler, as_task_sampler, ensure_registered
 from sb3_mlsh.mlsh import MLSH
 
 __all__ = ["ZooMLSH", "convert_mlsh_params", "main", "register", "sample_mlsh_params"]
@@ -159,6 +158,7 @@ def search_space(env_id: str | None) -> dict[str, Any]:
         return space
     import gymnasium as gym
 
+    ensure_registered(env_id)
     spec = gym.spec(env_id) if env_id in gym.registry else None
     if spec is not None and spec.max_episode_steps:
         shorter = tuple(n for n in MACRO_DURATIONS if n < spec.max_episode_steps)
@@ -210,12 +210,14 @@ def register(env_id: str | None = None) -> None:
     """
     Add MLSH to rl-baselines3-zoo: ``ALGOS["mlsh"]``, its Optuna sampler and its parameter converter.
 
-    :param env_id: The family to search (its ranges: :func:`search_space`).
+    :param env_id: The family to search (its ranges: :func:`search_space`); its id is registered for the zoo's lookup.
     """
     try:
         from rl_zoo3 import hyperparams_opt, utils
     except ImportError as error:
         raise ImportError("rl-baselines3-zoo is not installed: pip install sb3-mlsh[zoo]") from error
+    if env_id is not None:
+        ensure_registered(env_id)
     utils.ALGOS[ALGO_NAME] = ZooMLSH
     hyperparams_opt.HYPERPARAMS_SAMPLER[ALGO_NAME] = functools.partial(sample_mlsh_params, env_id=env_id)
     hyperparams_opt.HYPERPARAMS_CONVERTER[ALGO_NAME] = convert_mlsh_params

@@ -17,6 +17,7 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.preprocessing import is_image_space
 
+from sb3_mlsh.common import sb3_internals
 from sb3_mlsh.common.observation import index_obs
 from sb3_mlsh.common.tasks import TaskProtocolError, TaskSampler
 from sb3_mlsh.common.type_aliases import Obs
@@ -243,8 +244,7 @@ def max_episode_steps(env: gym.Env) -> int | None:
     if spec is not None and spec.max_episode_steps is not None:
         return int(spec.max_episode_steps)
     while isinstance(env, gym.Wrapper):
-        # Duck-typed: rl-baselines3-zoo swaps gymnasium's TimeLimit class for a subclass of its own.
-        limit = getattr(env, "_max_episode_steps", None)
+        limit = sb3_internals.time_limit(env)  # duck-typed: rl-baselines3-zoo subclasses gymnasium's TimeLimit
         if isinstance(limit, int):
             return limit
         env = env.env

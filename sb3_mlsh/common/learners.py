@@ -10,6 +10,8 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv
 
+from sb3_mlsh.common import sb3_internals
+
 __all__ = ["make_learner", "reset_policy", "train_on"]
 
 
@@ -35,7 +37,7 @@ def make_learner(
     """
     learner = PPO(cast(Any, policy), env=cast(GymEnv, None), n_steps=n_steps, device=device, _init_setup_model=False, **kwargs)
     learner.observation_space, learner.action_space, learner.n_envs = observation_space, action_space, n_envs
-    learner._setup_model()
+    sb3_internals.setup_model(learner)
     return learner
 
 
@@ -57,7 +59,7 @@ def train_on(learner: PPO, buffer: RolloutBuffer, progress_remaining: float, log
     """
     own_buffer, logger = learner.rollout_buffer, learner.logger
     learner.rollout_buffer = buffer
-    learner._current_progress_remaining = progress_remaining
+    sb3_internals.set_progress_remaining(learner, progress_remaining)
     if not log:
         learner.set_logger(Logger(folder=None, output_formats=[]))
     try:

@@ -3,8 +3,11 @@
 import os
 from typing import Any, cast
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
+
+from sb3_mlsh.common.tasks import ensure_registered
 
 __all__ = ["plot_learning_curves", "plot_run", "plot_subpolicy_usage", "plot_trajectories", "reference_levels"]
 
@@ -17,7 +20,7 @@ def _rolling(values: np.ndarray, window: int) -> np.ndarray:
 
 def reference_levels(env_id: str, n_episodes: int = 10, seed: int = 0, split: str | None = "train") -> dict[str, float]:
     """
-    Mean returns that put a task family's learning curve in scale, from what ``mlsh_envs`` provides: its scripted
+    Mean returns that put a task family's learning curve in scale, for the families of ``mlsh_envs``: its scripted
     oracle, which knows the task (the families with ``oracle_action``), and uniformly random actions.
 
     :param env_id: An env id.
@@ -28,13 +31,11 @@ def reference_levels(env_id: str, n_episodes: int = 10, seed: int = 0, split: st
         not one of ``mlsh_envs``' families.
     """
     try:
-        import mlsh_envs
+        family = ensure_registered(env_id)
     except ImportError:  # pragma: no cover
         return {}
-    if env_id not in mlsh_envs.ENV_IDS:
+    if family is None or env_id not in gym.registry:
         return {}
-    import gymnasium as gym
-
     probe = gym.make(env_id)
     has_oracle = callable(getattr(probe.unwrapped, "oracle_action", None))
     probe.close()
@@ -42,7 +43,7 @@ def reference_levels(env_id: str, n_episodes: int = 10, seed: int = 0, split: st
     if has_oracle:
         policies = {"oracle": lambda env, obs: env.get_wrapper_attr("oracle_action")(obs), **policies}
     return {
-        name: mlsh_envs.evaluate_policy_fn(env_id, policy, n_episodes=n_episodes, seed=seed, split=split)[0]
+        name: family.evaluate_policy_fn(env_id, policy, n_episodes=n_episodes, seed=seed, split=split)[0]
         for name, policy in policies.items()
     }
 
@@ -236,7 +237,8 @@ def plot_trajectories(
     Draw episodes of a trained model in a 2D or grid task family, each step coloured by the active sub-policy,
     so that one sees what each skill does.
 
-    :param model: An :class:`~sb3_mlsh.MLSH` model (or the path of one) trained on MovementBandits, KeyDoor or FourRooms.
+    :param model: An :class:`~sb3_mlsh.MLSH` model trained on MovementBandits, KeyDoor or FourRooms (load a saved one
+        with :meth:`MLSH.load <sb3_mlsh.MLSH.load>` first).
     :param out_path: Where to save the PNG.
     :param n_episodes: Episodes to draw (one panel each).
     :param adapt_steps: Before each episode, train a fresh master for this many steps on its task over the frozen
@@ -253,12 +255,10 @@ def plot_trajectories(
     import matplotlib.pyplot as plt
 
     if isinstance(model, (str, os.PathLike)):
-        from sb3_mlsh.mlsh import MLSH
-
-        model = MLSH.load(model)
+        raise TypeError(f"plot_trajectories takes a model, not the path {model}: load it first, MLSH.load(path).")
     env = model.task_sampler.make_env()
     base: Any = env.unwrapped
-    if not isinstance(base, tuple(_family_classes())):
+    if not _is_trajectory_family(base):
         raise TypeError(
             f"plot_trajectories draws the 2D and grid families {TRAJECTORY_FAMILIES}, not {type(base).__name__}: "
             "there is no agent position to draw."
@@ -339,9 +339,9 @@ def _legend(base: Any, n_subpolicies: int, colors: Any, plt: Any) -> list[Any]:
     return handles
 
 
-def _family_classes() -> list[type]:
-    try:
-        from mlsh_envs import FourRoomsEnv, KeyDoorEnv, MovementBanditsEnv
-    except ImportError:  # pragma: no cover
-        return []
-    return [MovementBanditsEnv, KeyDoorEnv, FourRoomsEnv]
+def _is_trajectory_family(env: Any) -> bool:
+    """:return: Whether ``env`` is an instance of one of the :data:`TRAJECTORY_FAMILIES` of ``mlsh_envs`` (known by name:
+    this package does not import ``mlsh_envs``)."""
+    return any(
+        cls.__name__ in TRAJECTORY_FAMILIES and cls.__module__.partition(".")[0] == "mlsh_envs" for cls in type(env).__mro__
+    )

@@ -1,7 +1,9 @@
 """The task protocol (``sample_tasks`` / ``set_task``) and :class:`TaskSampler`."""
 
+import importlib
 import inspect
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
@@ -10,10 +12,20 @@ from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-__all__ = ["TaskProtocolError", "TaskSampler", "as_task_sampler", "check_task_protocol"]
+__all__ = [
+    "TaskProtocolError",
+    "TaskSampler",
+    "as_task_sampler",
+    "check_task_protocol",
+    "ensure_registered",
+    "make_task_sampler",
+]
 
 #: The ``split`` values that task families in ``mlsh_envs`` understand.
 SPLITS = ("train", "test")
+
+#: The module that registers the ids of an env id namespace when it is imported (``mlsh/...``: ``mlsh_envs``).
+ENV_ID_MODULES: dict[str, str] = {"mlsh": "mlsh_envs"}
 
 
 class TaskProtocolError(TypeError):
@@ -101,7 +113,7 @@ class TaskSampler:
         :return: A fresh env of this family (no task set yet: it starts with the env's default task).
         """
         if isinstance(self.env, str):
-            _import_env_module(self.env)
+            ensure_registered(self.env)
             try:
                 env = gym.make(self.env, **self.env_kwargs)
             except gym.error.Error as error:
@@ -205,10 +217,32 @@ class TaskSampler:
         return f"TaskSampler({self.env_id!r}, split={self.split!r})"
 
 
-def _import_env_module(env_id: str) -> None:
-    # Our task families register themselves on import; users should not have to import mlsh_envs by hand.
-    if env_id.startswith("mlsh/"):
-        import mlsh_envs  # noqa: F401
+def ensure_registered(env_id: str) -> ModuleType | None:
+    """
+    Import the module that registers ``env_id`` with gymnasium, when the id is in a namespace of
+    :data:`ENV_ID_MODULES` (``mlsh/...``: ``mlsh_envs``), so that users need not import it by hand.
+
+    :param env_id: A gymnasium env id.
+    :return: That module (None for ids of other namespaces).
+    """
+    # sb3_mlsh knows the task families by their gymnasium ids only, and mlsh_envs builds on gymnasium alone: neither
+    # package imports the other. The module is imported by the name that the id's namespace maps to, as gymnasium's own
+    # make("module:Env-v0") imports the module named in the id (gymnasium.make only; gymnasium.spec and rl_zoo3's
+    # registry lookups need the id registered beforehand, hence a function of our own).
+    namespace, slash, _ = env_id.partition("/")
+    module = ENV_ID_MODULES.get(namespace) if slash else None
+    return None if module is None else importlib.import_module(module)
+
+
+def make_task_sampler(env_id: str, split: str | None = "train", seed: int | None = None, **env_kwargs: Any) -> TaskSampler:
+    """
+    :param env_id: A registered id, e.g. ``"mlsh/MovementBandits-v0"``.
+    :param split: ``"train"`` for meta-training tasks, ``"test"`` for the held-out transfer tasks, ``None`` for all.
+    :param seed: Seed of the sampler's random generator.
+    :param env_kwargs: Passed on to ``gymnasium.make``.
+    :return: A :class:`~sb3_mlsh.TaskSampler` for that family.
+    """
+    return TaskSampler(env_id, split=split, env_kwargs=env_kwargs, seed=seed)
 
 
 def as_task_sampler(

@@ -11,6 +11,8 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.buffers import RolloutBuffer
 
+from sb3_mlsh.common.sb3_internals import rollout_samples
+
 __all__ = [
     "MasterGradientAverager",
     "SubPolicyGradientAverager",
@@ -89,10 +91,10 @@ class SyncedMinibatches:
             part = parts[index] if index < len(parts) else np.zeros(0, dtype=np.int64)
             if len(part):
                 self.set_weight(len(part))
-                yield buffer._get_samples(part)
+                yield rollout_samples(buffer, part)
             else:
                 self.set_weight(0)
-                yield buffer._get_samples(np.random.randint(n_samples, size=1))
+                yield rollout_samples(buffer, np.random.randint(n_samples, size=1))
 
 
 class SubPolicyGradientAverager:

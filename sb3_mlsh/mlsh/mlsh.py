@@ -14,7 +14,6 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3 import PPO
-from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -35,6 +34,7 @@ from sb3_mlsh.common.checks import (
 from sb3_mlsh.common.learners import make_learner, reset_policy, train_on
 from sb3_mlsh.common.normalization import RewardScaler
 from sb3_mlsh.common.observation import ObsExclude, SubPolicyView, batch_of_one, index_obs, write_env_obs
+from sb3_mlsh.common.sb3_internals import n_updates, set_n_updates, wrap_env
 from sb3_mlsh.common.serialization import read_model_zip
 from sb3_mlsh.common.tasks import TaskSampler, as_task_sampler
 from sb3_mlsh.common.type_aliases import Obs
@@ -74,7 +74,7 @@ def _tasks_and_envs(
     :return: The source of the tasks and the caller's VecEnv (None: MLSH builds its envs).
     """
     if isinstance(env, gym.Env):
-        env = BaseAlgorithm._wrap_env(env, verbose)  # as SB3 does: a DummyVecEnv of the env in a Monitor
+        env = wrap_env(env, verbose)  # as SB3 does: a DummyVecEnv of the env in a Monitor
     if isinstance(env, VecEnv):
         if task_sampler is not None:
             return task_sampler, env
@@ -728,6 +728,55 @@ class MLSH(OnPolicyAlgorithm):
         if hasattr(self, "schedule"):
             self.schedule.seed(seed)
             self.exploration_rng = np.random.default_rng(None if local_seed is None else local_seed + 1)
+
+    # What a saved model continues from: persistence saves and restores these, never the attributes behind them.
+
+    @property
+    def stats_window_size(self) -> int:
+        """Episodes averaged in the ``rollout/*`` logs (the constructor's ``stats_window_size``)."""
+        return self._stats_window_size
+
+    def get_rollout_start(self) -> tuple[Obs, np.ndarray] | None:
+        """
+        :return: The last observations and episode-start flags of the envs, which the next rollout continues from; None
+            when the next :meth:`learn` resets the envs (before the first one, and after :meth:`adapt` or
+            :meth:`resume_meta_training`).
+        """
+        if self._last_obs is None:
+            return None
+        return cast(Obs, self._last_obs), cast(np.ndarray, self._last_episode_starts)
+
+    def set_rollout_start(self, last_obs: Obs, last_episode_starts: np.ndarray) -> None:
+        """
+        Continue from envs whose episodes were restored: the next :meth:`learn` does not reset them.
+
+        :param last_obs: The envs' last observations, as :meth:`get_rollout_start` returned them.
+        :param last_episode_starts: Which of the envs start an episode with them.
+        """
+        self._last_obs, self._last_episode_starts = last_obs, last_episode_starts
+
+    def learner_updates(self) -> tuple[int, dict[int, int]]:
+        """
+        :return: The gradient steps (SB3's ``train/n_updates``) of the sub-policy learner, and of the master of each of
+            this process's task groups by the group's run-wide index.
+        """
+        masters = {group.index: n_updates(group.master) for group in self.schedule.groups}
+        return n_updates(self.subpolicy_learner), masters
+
+    def restore_counters(self, num_timesteps: int, subpolicy_updates: int, master_updates: list[int]) -> None:
+        """
+        Continue the step and update counts of a saved model, from the end of its last completed iteration.
+
+        :param num_timesteps: Primitive env steps of the completed iterations (:attr:`completed_timesteps` too).
+        :param subpolicy_updates: Gradient steps of the sub-policy learner.
+        :param master_updates: Gradient steps of the master of each task group, by the group's run-wide index (a group
+            past its end keeps its count).
+        """
+        self.num_timesteps = self._completed_timesteps = num_timesteps
+        set_n_updates(self.subpolicy_learner, subpolicy_updates)
+        for group in self.schedule.groups:
+            if group.index < len(master_updates):
+                set_n_updates(group.master, master_updates[group.index])
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer"], []

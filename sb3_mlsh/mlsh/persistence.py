@@ -80,13 +80,14 @@ def save_model(model: "MLSH", path: str | pathlib.Path | io.BufferedIOBase) -> N
     """
     Write ``model`` to ``path`` (atomically; in a distributed run, a collective call of which rank 0 writes the file).
     """
+    subpolicy_updates, master_updates = model.learner_updates()
     data = {
         "mlsh_format_version": FORMAT_VERSION,
         "policy_name": model.policy_name,
         "task_sampler": model.task_sampler,
         "init_kwargs": {
             **{name: getattr(model, name) for name in INIT_ARGUMENTS},
-            "stats_window_size": model._stats_window_size,
+            "stats_window_size": model.stats_window_size,
         },
         "observation_space": model.observation_space,
         "action_space": model.action_space,
@@ -97,14 +98,13 @@ def save_model(model: "MLSH", path: str | pathlib.Path | io.BufferedIOBase) -> N
         "trainer": model.schedule.state_dict(),
         "collector_rng": model.exploration_rng.bit_generator.state,
         "reward_scaler": None if model.reward_scaler is None else model.reward_scaler.state_dict(),
-        "learner_updates": [model.subpolicy_learner._n_updates, *[master._n_updates for master in model.masters]],
+        "learner_updates": [subpolicy_updates, *master_updates.values()],
         # SB3's minibatch shuffling draws from the global NumPy generator: restore it too for an exact resume.
         "numpy_rng_state": np.random.get_state(),
         "python_rng_state": random.getstate(),
         "run_state": _run_state(model),
         "run_id": model.run_id,
     }
-    master_updates = {group.index: group.master._n_updates for group in model.schedule.groups}
     gathered = model.context.gather_checkpoint(data, get_parameters(model), master_updates, model.n_envs)
     if gathered is not None:  # None: another process writes the file
         write_mlsh_model(path, *gathered, pytorch_variables={"torch_rng_state": th.get_rng_state()})
@@ -117,12 +117,13 @@ def _run_state(model: "MLSH") -> dict[str, Any] | None:
     completed iteration, whose envs have moved on) or for envs whose state cannot be captured.
     """
     between_iterations = model.num_timesteps == model.completed_timesteps
-    if model.context.distributed or model._last_obs is None or not between_iterations or model.env is None:
+    rollout_start = model.get_rollout_start()
+    if model.context.distributed or rollout_start is None or not between_iterations or model.env is None:
         return None
     env_states = capture_envs(model.env)
     if env_states is None:
         return None
-    return {"envs": env_states, "last_obs": model._last_obs, "last_episode_starts": model._last_episode_starts}
+    return {"envs": env_states, "last_obs": rollout_start[0], "last_episode_starts": rollout_start[1]}
 
 
 def load_model(
@@ -289,23 +290,19 @@ def check_saved_sizes(path: Any, data: dict[str, Any], params: dict[str, Any]) -
 
 def _restore_progress(model: "MLSH", data: dict[str, Any], same_groups: bool) -> None:
     """Counters, the task schedule (with the same task groups), the reward scale and the learners' update counts."""
-    model.num_timesteps = model._completed_timesteps = data["num_timesteps"]
+    subpolicy_updates, *master_updates = data["learner_updates"]
+    model.restore_counters(data["num_timesteps"], subpolicy_updates, master_updates)
     model.iteration = data["iteration"]
     if same_groups:
         model.schedule.load_state_dict(data["trainer"])
     if model.reward_scaler is not None and data.get("reward_scaler") is not None:
         model.reward_scaler.load_state_dict(data["reward_scaler"])
-    model.subpolicy_learner._n_updates, *master_updates = data["learner_updates"]
-    for group in model.schedule.groups:
-        if group.index < len(master_updates):
-            group.master._n_updates = master_updates[group.index]
 
 
 def _restore_run_state(model: "MLSH", run_state: dict[str, Any]) -> None:
     """The envs continue their episodes: the next ``learn`` starts where the saved model stopped."""
     if not model.context.distributed and model.env is not None and restore_envs(model.env, run_state["envs"]):
-        model._last_obs = run_state["last_obs"]
-        model._last_episode_starts = run_state["last_episode_starts"]
+        model.set_rollout_start(run_state["last_obs"], run_state["last_episode_starts"])
 
 
 def _restore_random_streams(model: "MLSH", streams: RandomStreams) -> None:
