@@ -171,6 +171,8 @@ class MLSH(OnPolicyAlgorithm):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy, "MultiInputPolicy": MultiInputPolicy}
     policy: SubPolicyBankPolicy  # type: ignore[assignment]
+    #: The task and phase schedule of the task groups (their tasks, masters, iterations and phases).
+    schedule: TaskSchedule
 
     def __init__(
         self,
