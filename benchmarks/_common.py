@@ -1,8 +1,9 @@
-"""What the benchmark scripts share: writing a results CSV and describing the machine."""
+"""What the benchmark scripts share: printing and writing result rows, and describing the machine."""
 
 import csv
 import os
 import platform
+import time
 
 import torch as th
 
@@ -22,3 +23,14 @@ def write_csv(rows: list[dict], path: str) -> None:
 def machine() -> str:
     """:return: Processor, cores and torch version, for the line every result prints beside its numbers."""
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {th.__version__}, 1 torch thread"
+
+
+def print_row(row: dict) -> None:
+    """Print one result row as ``key=value`` pairs, as it is measured."""
+    print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
+
+
+def finish(rows: list[dict], path: str, started: float) -> None:
+    """Write the rows to ``path`` and print the machine and the run's wall time beside them."""
+    write_csv(rows, path)
+    print(f"machine: {machine()}; {time.time() - started:.0f} s in all; wrote {path}")

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 import numpy as np
-from _common import machine, write_csv
+from _common import finish, print_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEASURES = ("ppo_sps", "mlsh_warmup_sps", "mlsh_all_joint_sps", "mlsh_sps")
@@ -82,9 +82,8 @@ def main() -> None:
         for key in MEASURES[1:]:
             row[f"after_over_before_{key.removesuffix('_sps')}"] = round(median[("after", key)] / median[("before", key)], 3)
         rows.append(row)
-        print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
-    write_csv(rows, args.out)
-    print(f"machine: {machine()}; {time.time() - started:.0f} s in all; wrote {args.out}")
+        print_row(row)
+    finish(rows, args.out, started)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from _common import machine, write_csv
+from _common import finish, print_row
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -130,9 +130,8 @@ def main() -> None:
             "mlsh_over_env": round(median["mlsh"] / median["env"], 3),
         }
         rows.append(row)
-        print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
-    write_csv(rows, args.out)
-    print(f"machine: {machine()}; {time.time() - started:.0f} s in all; wrote {args.out}")
+        print_row(row)
+    finish(rows, args.out, started)
 
 
 if __name__ == "__main__":
