@@ -1,7 +1,8 @@
 """
 What each meta-trained sub-policy of an Ant family does alone: from the start of an episode, one sub-policy acts for the
 whole episode (deterministic, its mean action) on each task. Per seed, sub-policy and task: the return, the torso's
-final distance to the target or goal, and its closest approach; and a picture of every x-y path over the task's blocks.
+final distance to the target or goal, its closest approach, its final x and y, and the share of steps the Ant spent on
+its back; and a picture of every x-y path over the task's blocks.
 
     python benchmarks/ant_skills.py --env mlsh/AntTwowalk-v0 --model-tag yaml --seeds 0 1 2
 
@@ -38,15 +39,21 @@ def run_subpolicy(model: MLSH, env: gym.Env, task: int, subpolicy: int, seed: in
     env.get_wrapper_attr("set_task")(task)
     obs, _ = env.reset(seed=seed)
     unwrapped = env.unwrapped
-    path, total, closest, done = [unwrapped.data.qpos[:2].copy()], 0.0, np.inf, False
+    path, total, closest, done = [unwrapped.data.qpos[:2].copy()], 0.0, np.nan, False
     info: dict = {}
+    upside_down = []
     while not done:
         obs, reward, terminated, truncated, info = env.step(model.subpolicy_predict(obs, subpolicy, deterministic=True))
         total += float(reward)
-        closest = min(closest, float(info["distance"]))
+        _, qx, qy, _ = unwrapped.data.qpos[3:7]
+        upside_down.append(1.0 - 2.0 * (qx * qx + qy * qy) < 0.0)  # the torso's up axis points below the horizon
+        closest = float(np.fmin(closest, info.get("distance", np.nan)))  # NaN for AntMovement: a direction, no target
         path.append(unwrapped.data.qpos[:2].copy())
         done = terminated or truncated
-    return dict(ret=total, final_distance=float(info["distance"]), closest=closest, path=np.array(path))
+    final_x, final_y = path[-1]
+    final = dict(final_distance=float(info.get("distance", np.nan)), closest=closest, final_x=final_x, final_y=final_y)
+    final["upside_down"] = float(np.mean(upside_down))
+    return dict(ret=total, **final, path=np.array(path))
 
 
 def plot(paths: dict, env_id: str, tasks: list[int], seeds: list[int], path: str) -> None:
@@ -74,7 +81,7 @@ def plot(paths: dict, env_id: str, tasks: list[int], seeds: list[int], path: str
             ax.grid(alpha=0.3)
             ax.set_title(f"seed {seed}, task {task}", fontsize="small")
     axes[0, 0].legend(fontsize="x-small", loc="best")
-    fig.suptitle(f"{env_id}: each sub-policy alone from the start (black dot); star: the task's goal", fontsize="medium")
+    fig.suptitle(f"{env_id}: each sub-policy alone from the start (black dot)\nstar: the task's goal", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

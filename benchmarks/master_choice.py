@@ -5,7 +5,8 @@ the highest return when it acts alone for a whole episode (deterministic). Two m
 ``meta RUN_FOLDER ...``: replays the run's task draws (the schedule's generator, seeded as the run was: the replay is
 checked against the saved model's generator state) and reads each iteration's sub-policy usage from its
 ``iterations.csv``: the share of joint-phase steps that went to the task's right sub-policy, per task. Near 0.5 the
-sub-policies learn from both tasks alike and cannot specialise. One task group per run (the YAML's Ant entries).
+sub-policies learn from both tasks alike and cannot specialise. With several task groups, per group and task, from the
+per-group columns that ``iterations.csv`` has for such runs (the groups' tasks replayed in the order they started).
 
 ``probe MODEL ...``: fresh masters with the given settings over the model's frozen sub-policies (``adapt``), on each
 task, several master seeds: the right sub-policy's share of the steps and the mean return, per iteration.
@@ -69,6 +70,60 @@ def replay_tasks(run_folder: str, n_tasks: int, model: MLSH) -> list:
     return tasks
 
 
+def replay_group_tasks(run_folder: str, log: pd.DataFrame, model: MLSH) -> dict[int, list]:
+    """
+    :return: Each task group's tasks in the order it started them, drawn again from a model built with the run's config
+        and seed. One process draws every group's tasks from one generator, in the order the groups start them: all
+        groups at the start, then, iteration by iteration, the groups whose task count went up (in group order).
+    """
+    with open(os.path.join(run_folder, "config.yml")) as file:
+        config = yaml.safe_load(file)
+    kwargs, _, policy = parse_hyperparams(dict(config["hyperparams"]), config["env"])
+    n_groups = int(kwargs["task_groups"])
+    kwargs["n_envs"] = n_groups  # one env per group: the draws do not depend on the number of envs
+    fresh = MLSH(policy, config["env"], seed=config["seed"], verbose=0, **kwargs)
+    started = log[[f"group{g}_tasks_started" for g in range(n_groups)]].to_numpy()
+    # After the last logged iteration, the groups whose task ended drew their next one (the saved model's counts).
+    started = np.vstack([started, [group.tasks_started for group in model.schedule.groups]])
+    order = list(range(n_groups))
+    for before, after in zip(started[:-1], started[1:]):
+        order += [g for g in range(n_groups) for _ in range(int(after[g] - before[g]))]
+    tasks: dict[int, list] = {g: [] for g in range(n_groups)}
+    for g in order:
+        tasks[g].append(fresh.schedule.draw_task(fresh.schedule.groups[g]))
+    same_draws = fresh.schedule.rng.bit_generator.state == model.schedule.rng.bit_generator.state
+    if not same_draws or any(group.task != tasks[group.index][-1] for group in model.schedule.groups):
+        sys.exit(f"{run_folder}: the replayed draws do not end where the saved model's do; is model.zip this run's end?")
+    fresh.env.close()
+    return tasks
+
+
+def meta_groups(label: str, run_folder: str, model: MLSH, right: np.ndarray, tasks: list) -> list[dict]:
+    """:return: One row per task group and task: the share of its joint-phase steps on the task's right sub-policy."""
+    log = pd.read_csv(os.path.join(run_folder, "iterations.csv"))
+    drawn = replay_group_tasks(run_folder, log, model)
+    rows = []
+    for g in range(model.task_groups):
+        joint = log[log[f"group{g}_joint"] == 1]
+        for number, part in joint.groupby(f"group{g}_tasks_started"):
+            task = drawn[g][int(number) - 1]
+            right_subpolicy = int(right[tasks.index(task)])
+            share = float(part[f"group{g}_usage_{right_subpolicy}"].mean())
+            first = int(part.timesteps.min())
+            rows.append(
+                dict(
+                    run=label,
+                    group=g,
+                    task_index=int(number) - 1,
+                    task=task,
+                    right_subpolicy=right_subpolicy,
+                    right_share=share,
+                    first_timestep=first,
+                )
+            )
+    return sorted(rows, key=lambda row: (row["first_timestep"], row["group"]))
+
+
 def meta(args: argparse.Namespace) -> pd.DataFrame:
     rows = []
     labels = args.labels or [os.path.basename(os.path.normpath(run_folder)) for run_folder in args.runs]
@@ -79,6 +134,9 @@ def meta(args: argparse.Namespace) -> pd.DataFrame:
         env_id = model.task_sampler.env_id
         tasks = family_tasks(env_id, "train")
         right = alone_returns(model, env_id, tasks).argmax(axis=0)
+        if model.task_groups > 1:
+            rows += meta_groups(label, run_folder, model, right, tasks)
+            continue
         log = pd.read_csv(os.path.join(run_folder, "iterations.csv"))
         period = model.warmup_iterations + model.joint_iterations
         log["task_index"] = (log.iteration - 1) // period

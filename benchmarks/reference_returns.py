@@ -19,7 +19,13 @@ import mlsh_envs
 from mlsh_envs import evaluate_policy_fn
 
 GRID_IDS = ("mlsh/MovementBandits-v0", "mlsh/KeyDoor-v0", "mlsh/FourRooms-v0", "mlsh/FourRoomsAllGoals-v0")
-MUJOCO_IDS = ("mlsh/AntTwowalk-v0", "mlsh/AntMaze-v0", "mlsh/AntObstacleCourse-v0", "mlsh/HumanoidWalkCrawl-v0")
+MUJOCO_IDS = (
+    "mlsh/AntTwowalk-v0",
+    "mlsh/AntMovement-v0",
+    "mlsh/AntMaze-v0",
+    "mlsh/AntObstacleCourse-v0",
+    "mlsh/HumanoidWalkCrawl-v0",
+)
 
 
 def main() -> None:

@@ -57,7 +57,7 @@ METHODS = ("mlsh", "mlsh_joint", "ppo_scratch", "shared", "mlsh_untrained", "mls
 ADAPT_MODES = {"mlsh": False, "mlsh_joint": True, "mlsh_untrained": True, "mlsh_paper": "after_warmup"}
 #: Keys of the sub-policy bank's policy_kwargs that SB3's MlpPolicy takes too (PPO from scratch with the same network).
 PPO_POLICY_KEYS = ("net_arch", "activation_fn", "log_std_init", "ortho_init")
-TWO_TASK_FAMILIES = ("mlsh/MovementBandits-v0", "mlsh/KeyDoor-v0", "mlsh/AntTwowalk-v0")
+TWO_TASK_FAMILIES = ("mlsh/MovementBandits-v0", "mlsh/KeyDoor-v0", "mlsh/AntTwowalk-v0", "mlsh/AntMovement-v0")
 
 
 class TaskResampling(gym.Wrapper):
@@ -128,6 +128,7 @@ def fixed_task_env(
     reward_gamma: float | None = None,
     norm_obs: bool = False,
     statistics: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ):
     """
     :param reward_gamma: Scale rewards as MLSH's ``normalize_reward`` does, with this discount (None: raw rewards).
@@ -135,10 +136,11 @@ def fixed_task_env(
         observations are not scaled (HumanoidWalkCrawl).
     :param statistics: Start the scaling from these saved statistics (:func:`save_scaling`) instead of from nothing: the
         shared policy keeps the scale it was trained with, as MLSH keeps its reward scale on a new task.
+    :param env_kwargs: Passed on to ``gymnasium.make``.
     """
 
     def factory() -> gym.Env:
-        env = gym.make(env_id)
+        env = gym.make(env_id, **(env_kwargs or {}))
         env.get_wrapper_attr("set_task")(task)
         return env
 
@@ -308,7 +310,8 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
     else:
         tasks = make_task_sampler(target, split="test", seed=1000 + seed).sample(int(args.tasks))
     # The sub-policies move to the target family's envs (same spaces), e.g. AntTwowalk's onto the obstacle course.
-    target_sampler = make_task_sampler(target, split="test") if args.transfer_env else None
+    target_kwargs = override_hyperparams({}, args.transfer_env_kwargs)
+    target_sampler = make_task_sampler(target, split="test", **target_kwargs) if args.transfer_env or target_kwargs else None
     for task_index, task in enumerate(tasks):
         for method in args.methods:
             callback = IterationReturns()
@@ -337,6 +340,7 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
                     reward_gamma=reward_gamma,
                     norm_obs=args.ppo_norm_obs,
                     statistics=statistics,
+                    env_kwargs=target_kwargs,
                 )
                 if method == "shared":
                     learner = PPO.load(shared_path, env=env, device="cpu")
@@ -419,6 +423,14 @@ def main() -> None:
         choices=mlsh_envs.ENV_IDS,
         help="adapt on this family's held-out tasks (default: --env)",
     )
+    parser.add_argument(
+        "--transfer-env-kwargs",
+        nargs="+",
+        default=[],
+        metavar="KEY:VALUE",
+        help="constructor arguments of the envs adapted on, values in YAML (e.g. restand_every:200); give the run its "
+        "own --results folder",
+    )
     parser.add_argument("--verbose", type=int, default=0, help="1: print MLSH's log table during meta-training")
     parser.add_argument("--log-interval", type=int, default=10, help="iterations between log tables (with --verbose 1)")
     parser.add_argument("--hyperparams", "-params", nargs="+", default=[], metavar="KEY:VALUE", help="YAML overrides")
@@ -470,6 +482,11 @@ def main() -> None:
     parser.add_argument("--summarise", action="store_true", help="only combine the seed files present")
     args = parser.parse_args()
     th.set_num_threads(1)
+    if args.transfer_env_kwargs and args.results is None:
+        parser.error(
+            "--transfer-env-kwargs changes the envs: give the run its own folder, e.g. --results "
+            "benchmarks/results/AntObstacleCourse/variants/restand200, so that it does not replace the default rows."
+        )
     if args.results is None:
         args.results = os.path.join(RESULTS, (args.transfer_env or args.env).split("/")[-1].replace("-v0", ""))
     os.makedirs(args.results, exist_ok=True)

@@ -11,6 +11,7 @@ from typing import Any
 import gymnasium as gym
 
 from mlsh_envs.ant_maze import AntMazeEnv
+from mlsh_envs.ant_movement import AntMovementEnv
 from mlsh_envs.ant_obstacle_course import AntObstacleCourseEnv
 from mlsh_envs.ant_twowalk import AntTwowalkEnv
 from mlsh_envs.four_rooms import FourRoomsEnv
@@ -22,6 +23,7 @@ from mlsh_envs.reference import evaluate_oracle, evaluate_policy_fn
 __all__ = [
     "ENV_IDS",
     "AntMazeEnv",
+    "AntMovementEnv",
     "AntObstacleCourseEnv",
     "AntTwowalkEnv",
     "FourRoomsEnv",
@@ -39,6 +41,7 @@ _REGISTRY: dict[str, tuple[str, int]] = {
     "mlsh/FourRooms-v0": ("mlsh_envs.four_rooms:FourRoomsEnv", 100),
     "mlsh/FourRoomsAllGoals-v0": ("mlsh_envs.four_rooms:FourRoomsEnv", 100),
     "mlsh/AntTwowalk-v0": ("mlsh_envs.ant_twowalk:AntTwowalkEnv", 1000),
+    "mlsh/AntMovement-v0": ("mlsh_envs.ant_movement:AntMovementEnv", 1000),
     "mlsh/AntMaze-v0": ("mlsh_envs.ant_maze:AntMazeEnv", 1000),
     "mlsh/AntObstacleCourse-v0": ("mlsh_envs.ant_obstacle_course:AntObstacleCourseEnv", 2000),
     "mlsh/HumanoidWalkCrawl-v0": ("mlsh_envs.humanoid_walk_crawl:HumanoidWalkCrawlEnv", 1000),

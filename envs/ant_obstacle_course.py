@@ -35,9 +35,12 @@ class AntObstacleCourseEnv(AntNavigationEnv):
 
     Observation: Ant-v5's with the torso's x and y kept (107 numbers). Action: Ant-v5's (8 torques in [-1, 1]).
 
+    The original code stood the Ant up again every 200 steps; ``restand_every=200`` does the same (off by default).
+
     :param goal_radius: Distance to the goal within which a step pays 1.
     :param render_mode: ``"rgb_array"`` (needs an offscreen GL backend, e.g. ``MUJOCO_GL=egl``), or ``None``.
-    :param ant_kwargs: Passed on to :class:`gymnasium.envs.mujoco.ant_v5.AntEnv`.
+    :param ant_kwargs: Passed on to :class:`~mlsh_envs.mujoco_utils.AntNavigationEnv` (``restand_every``) and
+        :class:`gymnasium.envs.mujoco.ant_v5.AntEnv`.
     """
 
     TRAIN_COURSES = (0, 1, 2, 3)

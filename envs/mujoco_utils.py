@@ -140,6 +140,9 @@ class AntNavigationEnv(TaskResetMixin, AntEnv):
     :param n_blocks: Size of the block pool (the most blocks any task uses).
     :param block_half_size: Half extents of each block.
     :param render_mode: ``"rgb_array"`` (needs an offscreen GL backend, e.g. ``MUJOCO_GL=egl``), or ``None``.
+    :param restand_every: Stand the Ant up again every this many steps, as the original code's obstacle courses did
+        (every 200): the joints go back to the upright starting pose and the velocities to zero, the torso's x and y
+        stay. An Ant that fell on its back gets up, so long sparse episodes stay solvable. ``None``: never.
     :param ant_kwargs: Passed on to :class:`gymnasium.envs.mujoco.ant_v5.AntEnv` (``frame_skip``,
         ``include_cfrc_ext_in_observation``, ``reset_noise_scale``, ``width``, ``height``, ...).
     """
@@ -149,8 +152,16 @@ class AntNavigationEnv(TaskResetMixin, AntEnv):
         n_blocks: int = 0,
         block_half_size: Sequence[float] = (2.0, 2.0, 1.0),
         render_mode: str | None = None,
+        restand_every: int | None = None,
         **ant_kwargs: Any,
     ):
+        if restand_every is not None and (
+            isinstance(restand_every, bool) or not isinstance(restand_every, int) or restand_every < 1
+        ):
+            raise ValueError(
+                f"restand_every is a number of steps >= 1, or None to never re-stand the Ant; got {restand_every!r}."
+            )
+        self.restand_every = restand_every
         self._n_blocks = n_blocks
         self._block_half_size = tuple(float(x) for x in block_half_size)
         ant_kwargs.setdefault("exclude_current_positions_from_observation", False)
@@ -208,6 +219,12 @@ class AntNavigationEnv(TaskResetMixin, AntEnv):
         centres = self.data.mocap_pos[self.model.body_mocapid[self._block_ids]] if len(self._block_ids) else np.zeros((0, 3))
         return [(float(x), float(y), half_x, half_y) for x, y, _ in centres if abs(x) < PARKED / 2]
 
+    def restand(self) -> None:
+        """Stand the Ant up where it is: the starting pose (height, orientation, joints) at the torso's x and y, at rest."""
+        qpos = self.init_qpos.copy()
+        qpos[:2] = self.data.qpos[:2]
+        self.set_state(qpos, np.zeros(self.model.nv))
+
     def _get_obs(self) -> np.ndarray:
         position = self.data.qpos.flatten()
         if self._exclude_current_positions_from_observation:
@@ -240,6 +257,10 @@ class AntNavigationEnv(TaskResetMixin, AntEnv):
         reward, info = self._task_reward(xy, (xy - xy_before) / self.dt, action)
         info["task"] = self.task
         info["x_position"], info["y_position"] = xy
+        # The step count comes from the simulated time, so that an episode snapshot (which holds the time) keeps it.
+        if self.restand_every is not None and round(self.data.time / self.dt) % self.restand_every == 0:
+            self.restand()
+            info["restood"] = True
         if self.render_mode == "human":
             self.render()
         return self._get_obs(), float(reward), False, False, info

@@ -5,7 +5,9 @@ from collections.abc import Iterable
 import pytest
 
 #: The task families simulated by MuJoCo.
-MUJOCO_IDS = frozenset({"mlsh/AntTwowalk-v0", "mlsh/AntMaze-v0", "mlsh/AntObstacleCourse-v0", "mlsh/HumanoidWalkCrawl-v0"})
+MUJOCO_IDS = frozenset(
+    {"mlsh/AntTwowalk-v0", "mlsh/AntMovement-v0", "mlsh/AntMaze-v0", "mlsh/AntObstacleCourse-v0", "mlsh/HumanoidWalkCrawl-v0"}
+)
 
 
 def family_params(env_ids: Iterable[str]) -> list:

@@ -166,6 +166,7 @@ def test_every_task_family_has_a_yaml_entry_with_the_papers_schedule_or_a_docume
         "mlsh/FourRooms-v0": (4, 25, 20, 30),
         "mlsh/FourRoomsAllGoals-v0": (4, 25, 20, 30),
         "mlsh/AntTwowalk-v0": (2, 200, 2, 10),  # the paper's W = 20, U = 40 take about a day here (docs/mlsh.md)
+        "mlsh/AntMovement-v0": (2, 200, 2, 10),
         "mlsh/AntMaze-v0": (3, 200, 2, 10),
         "mlsh/HumanoidWalkCrawl-v0": (2, 200, 2, 10),
     }

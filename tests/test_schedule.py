@@ -6,6 +6,7 @@ import torch as th
 from toy_envs import make_toy
 
 from sb3_mlsh import MLSH
+from sb3_mlsh.common.callbacks import iteration_row
 from sb3_mlsh.mlsh import mlsh as mlsh_module
 from sb3_mlsh.mlsh.buffers import select_envs
 
@@ -104,6 +105,25 @@ def test_task_groups_have_own_tasks_masters_staggered_phases_and_pool_joint_data
     assert not th.equal(master_vector(groups[0].master), master_vector(groups[1].master))
     tasks = model.env.env_method("get_task")
     assert tasks[:2] == [groups[0].task] * 2 and tasks[2:] == [groups[1].task] * 2
+
+
+def test_task_groups_log_each_masters_choices_phase_and_task_count(make_mlsh):
+    model = make_mlsh(make_toy(n_tasks=50), n_envs=4, task_groups=2, warmup_iterations=1, joint_iterations=1)
+    model.learn(5 * model.n_envs * model.n_steps)
+    log = model.iteration_log
+    assert [entry["group_joint"] for entry in log] == [[0, 0], [1, 0], [0, 1], [1, 0], [0, 1]]
+    assert [entry["group_tasks_started"] for entry in log] == [[1, 1], [1, 1], [2, 1], [2, 2], [3, 2]]
+    for entry in log:  # both groups have two envs: the run's usage is the mean of the groups'
+        usage = np.array(entry["group_usage"])
+        np.testing.assert_allclose(usage.sum(axis=1), 1.0)
+        np.testing.assert_allclose(usage.mean(axis=0), entry["subpolicy_usage"], atol=1e-4)
+    assert any(len(set(map(tuple, entry["group_usage"]))) == 2 for entry in log)  # the masters choose apart
+    row = iteration_row(log[-1])
+    assert (row["group1_joint"], row["group0_tasks_started"], row["group1_usage_1"]) == (1, 3, log[-1]["group_usage"][1][1])
+    assert "group_usage" not in row
+    single = make_mlsh(make_toy(n_tasks=50), n_envs=4)
+    single.learn(single.n_envs * single.n_steps)
+    assert "group_usage" not in single.iteration_log[0]
 
 
 def test_same_seed_same_results(make_mlsh):

@@ -1,6 +1,7 @@
 """The shared-policy baseline of benchmarks/transfer.py keeps its scaling statistics from training into fine-tuning."""
 
 import os
+import subprocess
 import sys
 
 import gymnasium as gym
@@ -46,3 +47,23 @@ def test_statistics_saved_without_observation_scaling_are_refused_with_observati
     save_scaling(_trained_scaling(norm_obs=False), path)
     with pytest.raises(ValueError, match="--ppo-norm-obs"):
         fixed_task_env(ENV_ID, 0, n_envs=2, seed=1, reward_gamma=0.98, norm_obs=True, statistics=path)
+
+
+@pytest.mark.mujoco
+def test_transfer_env_kwargs_reach_the_fine_tuning_envs():
+    env = fixed_task_env("mlsh/AntObstacleCourse-v0", 4, n_envs=2, seed=0, env_kwargs={"restand_every": 200})
+    assert env.get_attr("restand_every") == [200, 200]
+    assert fixed_task_env("mlsh/AntObstacleCourse-v0", 4, n_envs=1, seed=0).get_attr("restand_every") == [None]
+
+
+def test_transfer_env_kwargs_without_a_results_folder_are_refused_before_any_work(tmp_path):
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "transfer.py")
+    command = [sys.executable, script, "--env", "mlsh/AntMaze-v0", "--transfer-env", "mlsh/AntObstacleCourse-v0"]
+    result = subprocess.run(
+        [*command, "--transfer-env-kwargs", "restand_every:200", "--models", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "--results" in result.stderr
+    assert os.listdir(tmp_path) == []

@@ -16,6 +16,7 @@ from stable_baselines3.common.env_checker import check_env
 import mlsh_envs
 from mlsh_envs import (
     AntMazeEnv,
+    AntMovementEnv,
     AntObstacleCourseEnv,
     AntTwowalkEnv,
     FourRoomsEnv,
@@ -31,6 +32,7 @@ EPISODE_STEPS = {
     "mlsh/FourRooms-v0": 100,
     "mlsh/FourRoomsAllGoals-v0": 100,
     "mlsh/AntTwowalk-v0": 1000,
+    "mlsh/AntMovement-v0": 1000,
     "mlsh/AntMaze-v0": 1000,
     "mlsh/AntObstacleCourse-v0": 2000,
     "mlsh/HumanoidWalkCrawl-v0": 1000,
@@ -52,6 +54,7 @@ BAD_TASKS = {
     "mlsh/FourRooms-v0": [(0, 0), (7, 9, 1), 5, "a", (1.5, 1)],
     "mlsh/FourRoomsAllGoals-v0": [(0, 0), (7, 9, 1), 5, "a", (1.5, 1)],
     "mlsh/AntTwowalk-v0": [2, (5, 0), None],
+    "mlsh/AntMovement-v0": [2, -1, True, (1, 0)],
     "mlsh/AntMaze-v0": [6, -1, True, 1.0],
     "mlsh/AntObstacleCourse-v0": [6, -1, "1"],
     "mlsh/HumanoidWalkCrawl-v0": [("walk", "crawl"), ("walk", "jump", "walk"), "walk", 3],
@@ -237,6 +240,65 @@ def test_ant_twowalk_tasks_differ():
 
 
 @pytest.mark.mujoco
+def test_ant_movement_rewards_direction_and_lateral_position():
+    env = AntMovementEnv()
+    assert env.observation_space.shape == (107,)
+
+    def first_step(
+        task: int, xy: tuple[float, float], velocity: tuple[float, float], action: np.ndarray
+    ) -> tuple[float, dict]:
+        # One step from the reset's Ant moved to ``xy`` with the torso's velocity set: its reward and info.
+        env.set_task(task)
+        env.reset(seed=0)
+        qpos = env.data.qpos.copy()
+        qpos[:2] = xy
+        qvel = np.zeros(env.model.nv)
+        qvel[:2] = velocity
+        env.set_state(qpos, qvel)
+        _, reward, terminated, truncated, info = env.step(action)
+        assert not terminated and not truncated and info["task"] == task
+        # The reward from the torso's move over the step: velocity along the task's direction (+x for 0, +y for 1),
+        # minus 0.5 x the distance across it (|y| for 0, |x| for 1), minus 0.1 |a|^2.
+        along, across = (0, 1) if task == 0 else (1, 0)
+        moved = np.array([info["x_position"], info["y_position"]]) - np.array(xy)
+        expected = moved[along] / env.dt - 0.5 * abs(info[("x_position", "y_position")[across]]) - 0.1 * np.sum(action**2)
+        assert reward == pytest.approx(expected, abs=1e-9)
+        assert info["progress"] == pytest.approx(info[("x_position", "y_position")[along]])
+        assert info["lateral"] == pytest.approx(abs(info[("x_position", "y_position")[across]]))
+        return reward, info
+
+    zero, unit = np.zeros(8), np.ones(8)
+    # Moving along +x at 1 m/s pays about 1 per step under task 0, about nothing under task 1 (and the other way round).
+    forward, info = first_step(0, (0.0, 0.0), (1.0, 0.0), zero)
+    sideways, _ = first_step(1, (0.0, 0.0), (1.0, 0.0), zero)
+    assert info["x_position"] > 0.03 and forward > 0.7 and abs(sideways) < 0.3 and forward > sideways + 0.7
+    up, _ = first_step(1, (0.0, 0.0), (0.0, 1.0), zero)
+    across, _ = first_step(0, (0.0, 0.0), (0.0, 1.0), zero)
+    assert up > 0.7 and abs(across) < 0.3
+    backwards, _ = first_step(0, (0.0, 0.0), (-1.0, 0.0), zero)
+    assert backwards < -0.7
+    # The same move 2 m off the line costs 0.5 * 2 = 1 (the floor is flat: the physics is the same there); 2 m along
+    # the line, or off the other task's line, costs nothing.
+    for offset in ((0.0, 2.0), (0.0, -2.0)):
+        off_line, info = first_step(0, offset, (1.0, 0.0), zero)
+        assert info["lateral"] == pytest.approx(2.0, abs=0.05)
+        assert forward - off_line == pytest.approx(1.0, abs=0.05)
+    on_line, info = first_step(0, (2.0, 0.0), (1.0, 0.0), zero)
+    assert info["lateral"] < 0.05 and on_line == pytest.approx(forward, abs=0.05)
+    off_line, _ = first_step(1, (2.0, 0.0), (0.0, 1.0), zero)
+    assert up - off_line == pytest.approx(1.0, abs=0.05)
+    # Zero torques cost nothing, a unit action 0.1 * 8.
+    assert first_step(0, (0.0, 0.0), (0.0, 0.0), zero)[1]["control_cost"] == 0.0
+    assert first_step(0, (0.0, 0.0), (0.0, 0.0), unit)[1]["control_cost"] == pytest.approx(0.8)
+    # The marker stands far along the task's direction and does not collide.
+    np.testing.assert_allclose(env.data.geom_xpos[env._marker_id][:2], (10.0, 0.0))
+    env.set_task(1)
+    env.reset(seed=0)
+    np.testing.assert_allclose(env.data.geom_xpos[env._marker_id][:2], (0.0, 10.0))
+    assert env.model.geom_contype[env._marker_id] == 0 == env.model.geom_conaffinity[env._marker_id]
+
+
+@pytest.mark.mujoco
 def test_ant_maze_tasks_differ_and_blocks_collide():
     env = gym.make("mlsh/AntMaze-v0")
     actions = _actions(env, 20)
@@ -270,6 +332,37 @@ def test_ant_obstacle_course_tasks_differ():
         returns.append(sum(env.step(np.zeros(8))[1] for _ in range(10)))
     assert returns == [10.0, 0.0]
     assert env.observation_space.shape == (107,)
+
+
+@pytest.mark.mujoco
+def test_restand_every_stands_a_flipped_ant_up_where_it_is_and_keeps_snapshots_exact():
+    heights = []
+    for restand_every in (None, 5):
+        env = AntObstacleCourseEnv(restand_every=restand_every)
+        env.reset(seed=0)
+        qpos = env.data.qpos.copy()
+        qpos[:3] = (3.0, -2.0, 0.4)
+        qpos[3:7] = (0.0, 1.0, 0.0, 0.0)  # on its back: turned by pi about x
+        env.set_state(qpos, np.zeros(env.model.nv))
+        infos = [env.step(np.zeros(8))[4] for _ in range(5)]
+        heights.append(env.data.qpos[2])
+        if restand_every is None:
+            assert not any("restood" in info for info in infos)
+            continue
+        assert ["restood" in info for info in infos] == [False] * 4 + [True]
+        np.testing.assert_allclose(env.data.qpos[:2], (infos[-1]["x_position"], infos[-1]["y_position"]))
+        np.testing.assert_allclose(env.data.qpos[2:], env.init_qpos[2:])
+        assert not env.data.qvel.any()
+        state = env.get_episode_state()  # the step count lives in the simulated time, which the snapshot holds
+        first = [env.step(np.full(8, 0.3))[4].get("restood", False) for _ in range(10)]
+        env.set_episode_state(state)
+        again = [env.step(np.full(8, 0.3))[4].get("restood", False) for _ in range(10)]
+        assert first == again == [False] * 4 + [True] + [False] * 4 + [True]
+    assert heights[1] > 0.7 > heights[0] + 0.1
+    assert gym.make("mlsh/AntObstacleCourse-v0", restand_every=200).unwrapped.restand_every == 200
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="restand_every"):
+            AntObstacleCourseEnv(restand_every=bad)
 
 
 @pytest.mark.mujoco

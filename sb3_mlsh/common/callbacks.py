@@ -17,9 +17,17 @@ __all__ = ["IterationCSV", "IterationCheckpoint", "StopOnSignal", "complete_rows
 
 
 def iteration_row(entry: dict[str, Any]) -> dict[str, Any]:
-    """:return: One ``MLSH.iteration_log`` entry as a flat CSV row (one column per sub-policy's usage)."""
-    row = {key: value for key, value in entry.items() if key != "subpolicy_usage"}
+    """
+    :return: One ``MLSH.iteration_log`` entry as a flat CSV row: one column per sub-policy's usage and, with several task
+        groups, per group ``group<g>_joint``, ``group<g>_tasks_started`` and ``group<g>_usage_<k>``.
+    """
+    per_group = ("group_usage", "group_joint", "group_tasks_started")
+    row = {key: value for key, value in entry.items() if key != "subpolicy_usage" and key not in per_group}
     row.update({f"subpolicy_usage_{index}": usage for index, usage in enumerate(entry["subpolicy_usage"])})
+    for group, usage in enumerate(entry.get("group_usage", [])):
+        row[f"group{group}_joint"] = entry["group_joint"][group]
+        row[f"group{group}_tasks_started"] = entry["group_tasks_started"][group]
+        row.update({f"group{group}_usage_{index}": share for index, share in enumerate(usage)})
     return row
 
 

@@ -7,9 +7,9 @@ import numpy as np
 from stable_baselines3.common.logger import Logger
 
 from sb3_mlsh.mlsh.buffers import RolloutResult
-from sb3_mlsh.mlsh.schedule import TaskGroup
+from sb3_mlsh.mlsh.schedule import JOINT, Phase, TaskGroup
 
-__all__ = ["PrefixedLogger", "iteration_summary", "record_iteration"]
+__all__ = ["PrefixedLogger", "group_summary", "iteration_summary", "record_iteration"]
 
 
 class PrefixedLogger(Logger):
@@ -85,6 +85,43 @@ def iteration_summary(
         # tells the skills apart on data it has not seen (0: not at all; log K: always sure and right).
         entry["diversity_reward_mean"] = rollout.diversity_reward_sum / max(int(rollout.subpolicy_counts.sum()), 1)
     return entry
+
+
+def group_summary(
+    rollout: RolloutResult,
+    groups: list[TaskGroup],
+    phases: list[Phase],
+    n_run_groups: int,
+    n_subpolicies: int,
+    ranks_per_group: int,
+    sum_over_processes: Callable[[np.ndarray], np.ndarray],
+) -> dict[str, list]:
+    """
+    Per task group of the run: what its master chose, in which phase, on its how-manieth task. With several groups the
+    run-wide usage mixes tasks; these tell whether each master routes its own task to one skill (``master_choice.py``).
+
+    :param rollout: What this process collected.
+    :param groups: This process's task groups.
+    :param phases: Their phases in this iteration.
+    :param n_run_groups: Task groups of the whole run.
+    :param n_subpolicies: Number of sub-policies K.
+    :param ranks_per_group: Processes that share each group (each counts its part of the steps).
+    :param sum_over_processes: Adds numbers up over the processes of the run.
+    :return: ``group_usage`` (per group, each sub-policy's share of its steps), ``group_joint`` (1 in the joint phase) and
+        ``group_tasks_started`` (tasks the group has started, the current one included), indexed by run-wide group.
+    """
+    counts = np.zeros((n_run_groups, n_subpolicies), dtype=np.float64)
+    flags = np.zeros((2, n_run_groups), dtype=np.float64)
+    for group, phase, log in zip(groups, phases, rollout.macro_steps):
+        counts[group.index] = np.bincount(log.subpolicy, weights=log.length, minlength=n_subpolicies)
+        flags[:, group.index] = (float(phase == JOINT) / ranks_per_group, group.tasks_started / ranks_per_group)
+    totals = sum_over_processes(np.concatenate([counts.ravel(), flags.ravel()]))
+    counts, (joint, started) = totals[: counts.size].reshape(counts.shape), totals[counts.size :].reshape(2, -1)
+    return {
+        "group_usage": (counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)).round(4).tolist(),
+        "group_joint": [round(value) for value in joint],
+        "group_tasks_started": [round(value) for value in started],
+    }
 
 
 def record_iteration(

@@ -43,7 +43,7 @@ from sb3_mlsh.mlsh import persistence
 from sb3_mlsh.mlsh.bank import SUBPOLICY_KEY, SubPolicyBankPolicy, SubPolicyOptimizer, subpolicy_observation_space
 from sb3_mlsh.mlsh.buffers import MacroStepBuffer, RolloutResult, reached_observations, select_envs
 from sb3_mlsh.mlsh.diversity import SkillDiscriminator
-from sb3_mlsh.mlsh.logger import PrefixedLogger, iteration_summary, record_iteration
+from sb3_mlsh.mlsh.logger import PrefixedLogger, group_summary, iteration_summary, record_iteration
 from sb3_mlsh.mlsh.policies import MlpPolicy, MultiInputPolicy, predict_hierarchical
 from sb3_mlsh.mlsh.schedule import JOINT, Phase, TaskSchedule
 
@@ -498,6 +498,18 @@ class MLSH(OnPolicyAlgorithm):
         summary = iteration_summary(
             self.iteration, self.num_timesteps, rollout, joint_share, self.context.sum_statistics, with_diversity
         )
+        if self.task_groups > 1:
+            summary.update(
+                group_summary(
+                    rollout,
+                    groups,
+                    phases,
+                    self.task_groups,
+                    self.n_subpolicies,
+                    self.context.ranks_per_group,
+                    self.context.sum_statistics,
+                )
+            )
         self.iteration_log.append(summary)
         return True
 
