@@ -16,6 +16,8 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -54,6 +56,40 @@ def run_subpolicy(model: MLSH, env: gym.Env, task: int, subpolicy: int, seed: in
     final = dict(final_distance=float(info.get("distance", np.nan)), closest=closest, final_x=final_x, final_y=final_y)
     final["upside_down"] = float(np.mean(upside_down))
     return dict(ret=total, **final, path=np.array(path))
+
+
+def skill_table(
+    model_paths: dict[int, str], env_id: str, tasks: list, run: Callable[..., dict], label: Callable[[Any], Any] = str
+) -> tuple[pd.DataFrame, dict]:
+    """
+    :param model_paths: The model of each seed.
+    :param env_id: The family the skills run on.
+    :param tasks: Its tasks.
+    :param run: One episode of a sub-policy alone, ``run(model, env, task, k)``: a dict of numbers and its ``path``.
+    :param label: How a task is written in the table.
+    :return: A row per seed, sub-policy and task, and the paths by ``(seed, task)`` (one per sub-policy).
+    """
+    env = gym.make(env_id)
+    rows, paths = [], {}
+    for seed, model_path in model_paths.items():
+        if not os.path.exists(model_path):
+            sys.exit(f"No model at {model_path}: meta-train it (RESULTS.md has each family's command), or pass --models.")
+        model = MLSH.load(model_path, n_envs=1, task_groups=1, device="cpu")
+        for task in tasks:
+            paths[seed, task] = []
+            for k in range(model.n_subpolicies):
+                outcome = run(model, env, task, k)
+                paths[seed, task].append(outcome.pop("path"))
+                rows.append(dict(seed=seed, subpolicy=k, task=label(task), **outcome))
+    env.close()
+    return pd.DataFrame(rows), paths
+
+
+def report(frame: pd.DataFrame, started: float) -> None:
+    """Print the table with the command that made it, the machine and the time it took."""
+    print("command: python " + " ".join(sys.argv))
+    print(frame.to_string(index=False))
+    print(f"{time.time() - started:.0f} s; {platform.machine()}, {os.cpu_count()} cores, torch {th.__version__}")
 
 
 def plot(paths: dict, env_id: str, tasks: list[int], seeds: list[int], path: str) -> None:
@@ -100,27 +136,18 @@ def main() -> None:
     th.set_num_threads(1)
     target = args.on or args.env
     tasks = family_tasks(target, args.split)
-    env = gym.make(target)
-    rows, paths = [], {}
     started = time.time()
-    for seed in args.seeds:
-        model_path = os.path.join(args.models, f"{args.model_tag}_{args.env.replace('/', '-')}_seed{seed}.zip")
-        model = MLSH.load(model_path, n_envs=1, task_groups=1, device="cpu")
-        for task in tasks:
-            paths[seed, task] = []
-            for k in range(model.n_subpolicies):
-                outcome = run_subpolicy(model, env, task, k)
-                paths[seed, task].append(outcome.pop("path"))
-                rows.append(dict(seed=seed, subpolicy=k, task=task, **outcome))
-    frame = pd.DataFrame(rows).round(2)
+    models = {
+        seed: os.path.join(args.models, f"{args.model_tag}_{args.env.replace('/', '-')}_seed{seed}.zip") for seed in args.seeds
+    }
+    frame, paths = skill_table(models, target, tasks, run_subpolicy, label=int)
+    frame = frame.round(2)
     name = args.env.split("/")[-1].replace("-v0", "") + ("" if args.on is None else "_on_" + target.split("/")[-1][:-3])
     args.results = args.results or os.path.join(RESULTS, target.split("/")[-1].replace("-v0", ""))
     os.makedirs(args.results, exist_ok=True)
     frame.to_csv(os.path.join(args.results, f"ant_skills_{name}.csv"), index=False)
     plot(paths, target, tasks, args.seeds, os.path.join(args.results, f"ant_skills_{name}.png"))
-    print("command: python " + " ".join(sys.argv))
-    print(frame.to_string(index=False))
-    print(f"{time.time() - started:.0f} s; {platform.machine()}, {os.cpu_count()} cores, torch {th.__version__}")
+    report(frame, started)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,12 @@ prints the table with the command.
 
 import argparse
 import os
-import platform
-import sys
 import time
 
 import gymnasium as gym
 import numpy as np
-import pandas as pd
 import torch as th
-from ant_skills import COLOURS, family_tasks
+from ant_skills import COLOURS, family_tasks, report, skill_table
 
 import mlsh_envs  # noqa: F401  (registers the families)
 from sb3_mlsh import MLSH
@@ -96,27 +93,16 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(1)
     tasks = family_tasks(ENV_ID, args.split)
-    env = gym.make(ENV_ID)
-    rows, paths = [], {}
     started = time.time()
-    for seed in args.seeds:
-        model_path = os.path.join(args.models, f"{args.model_tag}_{ENV_ID.replace('/', '-')}_seed{seed}.zip")
-        if not os.path.exists(model_path):
-            sys.exit(f"No model at {model_path}: meta-train it (RESULTS.md, HumanoidWalkCrawl) or pass --models/--model-tag.")
-        model = MLSH.load(model_path, n_envs=1, task_groups=1, device="cpu")
-        for task in tasks:
-            paths[seed, task] = []
-            for k in range(model.n_subpolicies):
-                outcome = run_subpolicy(model, env, task, k)
-                paths[seed, task].append(outcome.pop("path"))
-                rows.append(dict(seed=seed, subpolicy=k, task="-".join(task), **outcome))
-    frame = pd.DataFrame(rows).round(3)
+    models = {
+        seed: os.path.join(args.models, f"{args.model_tag}_{ENV_ID.replace('/', '-')}_seed{seed}.zip") for seed in args.seeds
+    }
+    frame, paths = skill_table(models, ENV_ID, tasks, run_subpolicy, label="-".join)
+    frame = frame.round(3)
     os.makedirs(args.results, exist_ok=True)
     frame.to_csv(os.path.join(args.results, "humanoid_skills_HumanoidWalkCrawl.csv"), index=False)
     plot(paths, tasks, args.seeds, os.path.join(args.results, "humanoid_skills_HumanoidWalkCrawl.png"))
-    print("command: python " + " ".join(sys.argv))
-    print(frame.to_string(index=False))
-    print(f"{time.time() - started:.0f} s; {platform.machine()}, {os.cpu_count()} cores, torch {th.__version__}")
+    report(frame, started)
 
 
 if __name__ == "__main__":
