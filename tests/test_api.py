@@ -21,6 +21,8 @@ from sb3_mlsh import MLSH, MacroActionWrapper, NonFiniteError, TaskProtocolError
         (dict(joint_iterations=-2), "joint_iterations"),
         (dict(task_groups=3, n_envs=2), "task_groups"),
         (dict(master_epsilon=1.5), "master_epsilon"),
+        (dict(macro_duration=4, max_macro_duration=3), "max_macro_duration"),
+        (dict(max_macro_duration=2.5), "max_macro_duration"),
         (dict(master_kwargs=dict(n_steps=5)), "MLSH sets these itself"),
     ],
 )

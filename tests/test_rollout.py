@@ -80,6 +80,20 @@ def test_truncation_bootstraps_with_own_value_and_termination_does_not(collect, 
     assert np.all(terminating.subpolicy_learner.rollout_buffer.rewards == 0)
 
 
+def test_a_randomised_time_commitment_draws_each_macro_steps_length_and_is_saved(collect, make_mlsh, tmp_path):
+    model = make_mlsh(make_toy(max_episode_steps=1000), n_envs=3, n_steps=120, macro_duration=2, max_macro_duration=6)
+    log = collect(model).macro_steps[0]
+    whole = log.start + log.length < model.n_steps  # not cut by the rollout's end (no episode ends in 120 steps)
+    assert set(log.length[whole].tolist()) == {2, 3, 4, 5, 6}
+    model.save(tmp_path / "model.zip")
+    loaded = type(model).load(tmp_path / "model.zip", make_toy(max_episode_steps=1000), device="cpu")
+    assert (loaded.macro_duration, loaded.max_macro_duration) == (2, 6)
+    state = loaded.exploration_rng.bit_generator.state
+    assert state == model.exploration_rng.bit_generator.state  # the draws continue where they stopped
+    fixed = collect(make_mlsh(make_toy(max_episode_steps=1000), n_envs=3, n_steps=120, macro_duration=2)).macro_steps[0]
+    assert set(fixed.length[fixed.start + fixed.length < 120].tolist()) == {2}
+
+
 def test_a_switch_never_bootstraps_from_another_subpolicys_value(collect, make_mlsh):
     model = make_mlsh(
         make_toy(max_episode_steps=1000), n_envs=2, n_steps=40, macro_duration=1, n_subpolicies=2, master_epsilon=1.0

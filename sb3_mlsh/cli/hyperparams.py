@@ -28,7 +28,7 @@ SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 CONSTRUCTOR_KEYS = {
     "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
     "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "stagger_groups", "skill_diversity",
-    "discriminator_kwargs", "subpolicy_obs_exclude", "normalize_reward",
+    "discriminator_kwargs", "subpolicy_obs_exclude", "normalize_reward", "max_macro_duration",
 }  # fmt: skip
 
 
@@ -174,6 +174,10 @@ def parse_hyperparams(entry: dict[str, Any], env_id: str) -> tuple[dict[str, Any
     for key in ("master_kwargs", "subpolicy_kwargs"):
         if key in kwargs:
             kwargs[key] = _schedules(kwargs[key], key)
+    if kwargs.get("max_macro_duration") is not None and (
+        isinstance(kwargs["max_macro_duration"], bool) or not isinstance(kwargs["max_macro_duration"], int)
+    ):
+        raise HyperparameterError(f"max_macro_duration must be an integer or null, got {kwargs['max_macro_duration']!r}.")
     for key in (
         "n_subpolicies",
         "macro_duration",

@@ -153,10 +153,12 @@ def check_arguments(
     torch_threads: int | None,
     processes: int = 1,
     distributed: bool = False,
+    max_macro_duration: int | None = None,
 ) -> None:
     """
     :param processes: Processes of the run.
     :param distributed: Whether the run is distributed (even over one process).
+    :param max_macro_duration: The longest macro-step of a randomised time commitment (None: none).
     :raises ValueError: listing every argument of MLSH's schedule and options that is out of range.
     :raises NotImplementedError: for an option that a distributed run does not support.
     """
@@ -165,6 +167,10 @@ def check_arguments(
         problems.append(f"n_subpolicies (K) must be an integer >= 1, got {n_subpolicies!r}")
     if not _is_int(macro_duration, 1):
         problems.append(f"macro_duration (N) must be an integer >= 1, got {macro_duration!r}")
+    elif max_macro_duration is not None and not _is_int(max_macro_duration, macro_duration):
+        problems.append(
+            f"max_macro_duration must be None or an integer >= macro_duration ({macro_duration}), got {max_macro_duration!r}"
+        )
     for name, value in (("warmup_iterations (W)", warmup_iterations), ("joint_iterations (U)", joint_iterations)):
         if not _is_int(value, 0):
             problems.append(f"{name} must be an integer >= 0, got {value!r}")

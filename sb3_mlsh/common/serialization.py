@@ -75,7 +75,7 @@ INIT_KWARGS_KEYS = frozenset(
         "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
         "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "skill_diversity", "discriminator_kwargs",
         "subpolicy_obs_exclude", "normalize_reward", "torch_threads", "stagger_groups", "vec_env_class", "seed",
-        "stats_window_size",
+        "stats_window_size", "max_macro_duration",
     }
 )  # fmt: skip
 #: NumPy dtypes a model file's arrays may have: numbers and booleans (a string dtype may ask for gigabytes per item).

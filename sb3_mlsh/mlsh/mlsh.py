@@ -132,6 +132,9 @@ class MLSH(OnPolicyAlgorithm):
         ``sample_tasks`` and ``set_task`` (or give it as ``env``, SB3's name).
     :param n_subpolicies: Number of sub-policies K.
     :param macro_duration: Primitive steps per master decision N.
+    :param max_macro_duration: A randomised time commitment (HiPPO, Li et al. 2020): while learning, each macro-step lasts
+        a whole number of steps drawn uniformly from ``macro_duration`` to this, so that no skill can count on a fixed
+        switch time. None (default): always ``macro_duration``, as in the paper. ``predict`` keeps ``macro_duration``.
     :param warmup_iterations: Master-only iterations per task W.
     :param joint_iterations: Iterations per task that also update the sub-policies U.
     :param n_steps: Primitive steps per env per iteration D.
@@ -180,6 +183,7 @@ class MLSH(OnPolicyAlgorithm):
         task_sampler: TaskSampler | str | Callable[[], gym.Env] | None = None,
         n_subpolicies: int = 2,
         macro_duration: int = 10,
+        max_macro_duration: int | None = None,
         warmup_iterations: int = 9,
         joint_iterations: int = 1,
         n_steps: int = 2000,
@@ -225,6 +229,7 @@ class MLSH(OnPolicyAlgorithm):
         check_arguments(
             n_subpolicies, macro_duration, warmup_iterations, joint_iterations, n_steps, n_envs, task_groups,
             master_epsilon, skill_diversity, normalize_reward, torch_threads, world_size() if distributed else 1, distributed,
+            max_macro_duration,
         )  # fmt: skip
         self.master_kwargs = learner_kwargs("master_kwargs", MASTER_DEFAULTS, master_kwargs, distributed)
         self.subpolicy_kwargs = learner_kwargs("subpolicy_kwargs", SUBPOLICY_DEFAULTS, subpolicy_kwargs, distributed)
@@ -234,6 +239,7 @@ class MLSH(OnPolicyAlgorithm):
         self.policy_name = policy if isinstance(policy, str) else "MlpPolicy"
         self.task_sampler = as_task_sampler(task_sampler)
         self.n_subpolicies, self.macro_duration, self.task_groups = n_subpolicies, macro_duration, task_groups
+        self.max_macro_duration = max_macro_duration
         self.warmup_iterations, self.joint_iterations = warmup_iterations, joint_iterations
         self.master_epsilon, self.skill_diversity = master_epsilon, float(skill_diversity)
         self.discriminator_kwargs, self.subpolicy_obs_exclude = dict(discriminator_kwargs or {}), subpolicy_obs_exclude
@@ -312,7 +318,7 @@ class MLSH(OnPolicyAlgorithm):
         assert self.env is not None
         self.reward_scaler = RewardScaler(self.n_envs, self.gamma) if self.normalize_reward else None
         local_seed = self.context.local_seed(self.seed, self.n_envs)
-        #: The draws of the master's exploration (``master_epsilon``).
+        #: The draws of the master's exploration (``master_epsilon``) and of randomised macro-step lengths.
         self.exploration_rng = np.random.default_rng(None if local_seed is None else local_seed + 1)
         self._one_hot = np.eye(self.n_subpolicies, dtype=np.float32)
         self.schedule = TaskSchedule(
@@ -412,7 +418,7 @@ class MLSH(OnPolicyAlgorithm):
                     choices, values, log_probs = self._master_act(group.master, group_obs)
                     macro_buffer.open(envs, step, group_obs, choices, values, log_probs)
                     subpolicy[envs] = choices
-            macro_steps_left[deciding] = self.macro_duration
+            macro_steps_left[deciding] = self._macro_step_lengths(len(deciding))
 
             # 2. The chosen sub-policies act: one forward pass of the bank for all envs.
             subpolicy_obs = self.subpolicy_obs(obs, subpolicy)
@@ -566,6 +572,12 @@ class MLSH(OnPolicyAlgorithm):
         if isinstance(obs, dict):
             return {**obs, SUBPOLICY_KEY: one_hot}
         return np.concatenate([obs.reshape(len(subpolicy), -1).astype(np.float32, copy=False), one_hot], axis=1)
+
+    def _macro_step_lengths(self, n: int) -> int | np.ndarray:
+        """:return: How long the ``n`` macro-steps that begin now last (drawn when ``max_macro_duration`` is set)."""
+        if self.max_macro_duration is None:
+            return self.macro_duration
+        return self.exploration_rng.integers(self.macro_duration, self.max_macro_duration + 1, size=n)
 
     @th.no_grad()
     def _master_act(self, master: PPO, obs: Obs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -35,6 +35,7 @@ INIT_ARGUMENTS = (
     "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
     "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "skill_diversity", "discriminator_kwargs",
     "subpolicy_obs_exclude", "normalize_reward", "torch_threads", "stagger_groups", "vec_env_class", "seed",
+    "max_macro_duration",
 )  # fmt: skip
 
 
