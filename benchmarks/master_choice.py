@@ -52,15 +52,20 @@ def alone_returns(model: MLSH, env_id: str, tasks: list) -> np.ndarray:
     return returns
 
 
-def replay_tasks(run_folder: str, n_tasks: int, model: MLSH) -> list:
-    """:return: The run's first ``n_tasks`` tasks, drawn again from a model built with the run's config and seed."""
+def fresh_model(run_folder: str) -> MLSH:
+    """:return: A model built with the run's config and seed, one env per task group (draws do not depend on the envs)."""
     with open(os.path.join(run_folder, "config.yml")) as file:
         config = yaml.safe_load(file)
     kwargs, _, policy = parse_hyperparams(dict(config["hyperparams"]), config["env"])
-    if kwargs.get("task_groups", 1) != 1:
-        sys.exit(f"{run_folder}: {kwargs['task_groups']} task groups; this replay reads runs with one.")
-    kwargs["n_envs"] = 1  # the draws do not depend on the number of envs
-    fresh = MLSH(policy, config["env"], seed=config["seed"], verbose=0, **kwargs)
+    kwargs["n_envs"] = kwargs.get("task_groups", 1)
+    return MLSH(policy, config["env"], seed=config["seed"], verbose=0, **kwargs)
+
+
+def replay_tasks(run_folder: str, n_tasks: int, model: MLSH) -> list:
+    """:return: The run's first ``n_tasks`` tasks, drawn again from a model built with the run's config and seed."""
+    if model.task_groups != 1:
+        sys.exit(f"{run_folder}: {model.task_groups} task groups; this replay reads runs with one.")
+    fresh = fresh_model(run_folder)
     group = fresh.schedule.groups[0]
     tasks = [fresh.schedule.draw_task(group) for _ in range(n_tasks)]
     saved = model.schedule.rngs[model.schedule.groups[0].index].bit_generator.state
@@ -76,12 +81,8 @@ def replay_group_tasks(run_folder: str, log: pd.DataFrame, model: MLSH) -> dict[
         and seed. One process draws every group's tasks from one generator, in the order the groups start them: all
         groups at the start, then, iteration by iteration, the groups whose task count went up (in group order).
     """
-    with open(os.path.join(run_folder, "config.yml")) as file:
-        config = yaml.safe_load(file)
-    kwargs, _, policy = parse_hyperparams(dict(config["hyperparams"]), config["env"])
-    n_groups = int(kwargs["task_groups"])
-    kwargs["n_envs"] = n_groups  # one env per group: the draws do not depend on the number of envs
-    fresh = MLSH(policy, config["env"], seed=config["seed"], verbose=0, **kwargs)
+    fresh = fresh_model(run_folder)
+    n_groups = fresh.task_groups
     started = log[[f"group{g}_tasks_started" for g in range(n_groups)]].to_numpy()
     # After the last logged iteration, the groups whose task ended drew their next one (the saved model's counts).
     started = np.vstack([started, [group.tasks_started for group in model.schedule.groups]])

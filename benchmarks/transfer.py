@@ -49,7 +49,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 import mlsh_envs
 from sb3_mlsh import MLSH, make_task_sampler
-from sb3_mlsh.cli.hyperparams import load_hyperparams, override_hyperparams, parse_hyperparams
+from sb3_mlsh.cli.hyperparams import HyperparameterError, load_hyperparams, override_hyperparams, parse_hyperparams
 from sb3_mlsh.mlsh.mlsh import SUBPOLICY_DEFAULTS
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
@@ -310,7 +310,7 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
     else:
         tasks = make_task_sampler(target, split="test", seed=1000 + seed).sample(int(args.tasks))
     # The sub-policies move to the target family's envs (same spaces), e.g. AntTwowalk's onto the obstacle course.
-    target_kwargs = override_hyperparams({}, args.transfer_env_kwargs)
+    target_kwargs = args.transfer_env_kwargs
     target_sampler = make_task_sampler(target, split="test", **target_kwargs) if args.transfer_env or target_kwargs else None
     for task_index, task in enumerate(tasks):
         for method in args.methods:
@@ -352,6 +352,21 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
                 for i, (r, d, ok) in enumerate(zip(callback.per_iteration, callback.distance, callback.success))
             )
         print(f"seed {seed} task {task_index} ({task}) done", flush=True)
+
+
+def key_value(text: str) -> dict[str, Any]:
+    """:return: ``{key: value}`` of one ``KEY:VALUE`` argument, the value read as YAML (as ``-params`` reads it)."""
+    try:
+        return override_hyperparams({}, [text])
+    except HyperparameterError as error:
+        raise argparse.ArgumentTypeError(str(error).replace("--hyperparams", "it")) from error
+
+
+class MergeKeyValues(argparse.Action):
+    """``--flag a:1 b:2``: the KEY:VALUE pairs, each parsed by the argument's ``type``, merged into one dict."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None):
+        setattr(namespace, self.dest, {key: value for pair in values for key, value in pair.items()})
 
 
 def summarise(frame: pd.DataFrame, oracle: float | None) -> pd.DataFrame:
@@ -426,7 +441,9 @@ def main() -> None:
     parser.add_argument(
         "--transfer-env-kwargs",
         nargs="+",
-        default=[],
+        default={},
+        type=key_value,
+        action=MergeKeyValues,
         metavar="KEY:VALUE",
         help="constructor arguments of the envs adapted on, values in YAML (e.g. restand_every:200); give the run its "
         "own --results folder",
@@ -487,6 +504,11 @@ def main() -> None:
             "--transfer-env-kwargs changes the envs: give the run its own folder, e.g. --results "
             "benchmarks/results/AntObstacleCourse/variants/restand200, so that it does not replace the default rows."
         )
+    if args.transfer_env_kwargs:  # an unknown or bad argument fails now, not after the meta-training
+        try:
+            gym.make(args.transfer_env or args.env, **args.transfer_env_kwargs).close()
+        except (TypeError, ValueError) as error:
+            parser.error(f"--transfer-env-kwargs: {error}")
     if args.results is None:
         args.results = os.path.join(RESULTS, (args.transfer_env or args.env).split("/")[-1].replace("-v0", ""))
     os.makedirs(args.results, exist_ok=True)

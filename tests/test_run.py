@@ -149,6 +149,7 @@ def test_resume_of_a_finished_run_keeps_its_log_and_a_larger_n_extends_it(tmp_pa
         (["--env", ENV_ID, "-params", 'master_kwargs.batch_size:"64"'], "master_kwargs.batch_size must be a positive integer"),
         (["--env", ENV_ID, "-params", "master_kwargs.gamma:high"], "master_kwargs.gamma must be a number, got 'high'"),
         (["--env", ENV_ID, "-params", 'master_epsilon:"0.1"'], "master_epsilon must be a number"),
+        (["--env", ENV_ID, "-params", 'max_macro_duration:"3"'], "max_macro_duration must be an integer or null"),
         (["--env", ENV_ID, "-params", "master_kwargs.learning_rat:0.1"], "did you mean 'learning_rate'?"),
         (["--env", "CartPole-v1"], "MLSH trains on task families: envs with sample_tasks(n) and set_task(task)"),
     ],

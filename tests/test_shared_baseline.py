@@ -56,14 +56,23 @@ def test_transfer_env_kwargs_reach_the_fine_tuning_envs():
     assert fixed_task_env("mlsh/AntObstacleCourse-v0", 4, n_envs=1, seed=0).get_attr("restand_every") == [None]
 
 
-def test_transfer_env_kwargs_without_a_results_folder_are_refused_before_any_work(tmp_path):
+@pytest.mark.mujoco
+@pytest.mark.parametrize(
+    "pairs, with_results, message",
+    [
+        (["restand_every:200"], False, "--results"),
+        (["restand_evry:200"], True, "unexpected keyword argument 'restand_evry'"),
+        (["restand_every:0"], True, "restand_every is a number of steps >= 1"),
+        (["restand_every"], True, "takes key:value pairs"),
+    ],
+)
+def test_transfer_env_kwargs_that_cannot_run_are_refused_before_any_work(tmp_path, pairs, with_results, message):
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "transfer.py")
     command = [sys.executable, script, "--env", "mlsh/AntMaze-v0", "--transfer-env", "mlsh/AntObstacleCourse-v0"]
-    result = subprocess.run(
-        [*command, "--transfer-env-kwargs", "restand_every:200", "--models", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    models, results = tmp_path / "models", tmp_path / "results"
+    command += ["--transfer-env-kwargs", *pairs, "--models", str(models)] + (
+        ["--results", str(results)] if with_results else []
     )
-    assert result.returncode == 2 and "--results" in result.stderr
-    assert os.listdir(tmp_path) == []
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr
+    assert not models.exists() and not results.exists()

@@ -126,6 +126,7 @@ def _schedules(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
 #: Expected types of the values that the YAML or -params may set (schedulable ones are checked by _schedules).
 _NUMBER_KEYS = ("master_epsilon", "skill_diversity")
 _BOOL_KEYS = ("normalize_reward", "stagger_groups")
+_OPTIONAL_INT_KEYS = ("max_macro_duration",)
 _LEARNER_INT_KEYS = ("batch_size", "n_epochs")
 _LEARNER_NUMBER_KEYS = ("gamma", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm", "target_kl")
 
@@ -142,6 +143,9 @@ def _check_value_types(kwargs: dict[str, Any]) -> None:
     for key in _BOOL_KEYS:
         if key in kwargs and not isinstance(kwargs[key], bool):
             raise HyperparameterError(f"{key} must be true or false, got {kwargs[key]!r}.")
+    for key in _OPTIONAL_INT_KEYS:
+        if kwargs.get(key) is not None and (isinstance(kwargs[key], bool) or not isinstance(kwargs[key], int)):
+            raise HyperparameterError(f"{key} must be an integer or null, got {kwargs[key]!r}.")
     for learner in ("master_kwargs", "subpolicy_kwargs"):
         for key, value in kwargs.get(learner, {}).items():
             if key in _LEARNER_INT_KEYS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -174,10 +178,6 @@ def parse_hyperparams(entry: dict[str, Any], env_id: str) -> tuple[dict[str, Any
     for key in ("master_kwargs", "subpolicy_kwargs"):
         if key in kwargs:
             kwargs[key] = _schedules(kwargs[key], key)
-    if kwargs.get("max_macro_duration") is not None and (
-        isinstance(kwargs["max_macro_duration"], bool) or not isinstance(kwargs["max_macro_duration"], int)
-    ):
-        raise HyperparameterError(f"max_macro_duration must be an integer or null, got {kwargs['max_macro_duration']!r}.")
     for key in (
         "n_subpolicies",
         "macro_duration",
