@@ -28,6 +28,10 @@ The shared policy is trained on the train tasks (a new one at every episode) wit
 sub-policies' network and PPO settings and the same reward scaling (and observation scaling with ``--ppo-norm-obs``);
 its scaling statistics are saved beside it (``shared_<family>_seed<s>_scaling.npz``, plain arrays) and carried into
 fine-tuning, so that its inputs keep their scale on the new task.
+
+``--transfer-env-kwargs`` changes the envs adapted on (e.g. ``restand_every:200``) and ``--adapt-kwargs`` MLSH's
+settings for the transfer (e.g. ``macro_duration:200 max_macro_duration:null``); both are tried before any training,
+and both need their own ``--results`` folder.
 """
 
 import argparse
@@ -318,17 +322,10 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
             if method in ADAPT_MODES:
                 if method == "mlsh_untrained":  # the same MLSH with sub-policies that never saw a train task
                     sampler = target_sampler or make_task_sampler(target, split="test")
-                    model = MLSH("MlpPolicy", sampler, seed=seed, device="cpu", **{**kwargs, "task_groups": 1})
+                    untrained_kwargs = {**kwargs, **args.adapt_kwargs, "task_groups": 1}
+                    model = MLSH("MlpPolicy", sampler, seed=seed, device="cpu", **untrained_kwargs)
                 else:
-                    model = MLSH.load(
-                        model_path,
-                        target_sampler,
-                        n_envs=args.n_envs,
-                        n_steps=args.n_steps,
-                        task_groups=1,
-                        seed=seed,
-                        device="cpu",
-                    )
+                    model = load_for_transfer(model_path, target_sampler, args, seed)
                 model.adapt(task, adapt_steps, update_subpolicies=ADAPT_MODES[method], callback=callback)
             else:
                 statistics = shared_scaling if method == "shared" and scaled else None
@@ -354,6 +351,13 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
         print(f"seed {seed} task {task_index} ({task}) done", flush=True)
 
 
+def load_for_transfer(path: str, sampler: Any, args: argparse.Namespace, seed: int) -> MLSH:
+    """:return: The meta-trained model at ``path``, set up to adapt with ``args``' envs, steps and ``--adapt-kwargs``."""
+    return MLSH.load(
+        path, sampler, n_envs=args.n_envs, n_steps=args.n_steps, task_groups=1, seed=seed, device="cpu", **args.adapt_kwargs
+    )
+
+
 def key_value(text: str) -> dict[str, Any]:
     """:return: ``{key: value}`` of one ``KEY:VALUE`` argument, the value read as YAML (as ``-params`` reads it)."""
     try:
@@ -367,6 +371,23 @@ class MergeKeyValues(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None):
         setattr(namespace, self.dest, {key: value for pair in values for key, value in pair.items()})
+
+
+#: MLSH arguments that transfer.py sets itself (its own flags), so that --adapt-kwargs may not.
+TRANSFER_SET_KEYS = ("policy", "task_sampler", "env", "n_envs", "n_steps", "task_groups", "seed", "device", "distributed")
+
+
+def check_adapt_kwargs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse ``--adapt-kwargs`` that MLSH cannot take, by building one small MLSH with them, before any training."""
+    taken = sorted(set(args.adapt_kwargs) & set(TRANSFER_SET_KEYS))
+    if taken:
+        parser.error(f"--adapt-kwargs: {', '.join(taken)} come from transfer.py's own flags (--n-envs, --n-steps, --seeds).")
+    kwargs, _, _ = parse_hyperparams(override_hyperparams(load_hyperparams(args.env), args.hyperparams), args.env)
+    kwargs.update(args.adapt_kwargs, n_envs=1, n_steps=args.n_steps, task_groups=1)
+    try:
+        MLSH("MlpPolicy", make_task_sampler(args.transfer_env or args.env, split="test"), device="cpu", **kwargs).env.close()
+    except (TypeError, ValueError) as error:
+        parser.error(f"--adapt-kwargs: {error}")
 
 
 def summarise(frame: pd.DataFrame, oracle: float | None) -> pd.DataFrame:
@@ -448,6 +469,17 @@ def main() -> None:
         help="constructor arguments of the envs adapted on, values in YAML (e.g. restand_every:200); give the run its "
         "own --results folder",
     )
+    parser.add_argument(
+        "--adapt-kwargs",
+        nargs="+",
+        default={},
+        type=key_value,
+        action=MergeKeyValues,
+        metavar="KEY:VALUE",
+        help="MLSH settings for the transfer, over the meta-trained model's, values in YAML (e.g. macro_duration:200 "
+        "max_macro_duration:null adapts skills learned with a randomised time commitment at a fixed one); give the run "
+        "its own --results folder",
+    )
     parser.add_argument("--verbose", type=int, default=0, help="1: print MLSH's log table during meta-training")
     parser.add_argument("--log-interval", type=int, default=10, help="iterations between log tables (with --verbose 1)")
     parser.add_argument("--hyperparams", "-params", nargs="+", default=[], metavar="KEY:VALUE", help="YAML overrides")
@@ -504,11 +536,19 @@ def main() -> None:
             "--transfer-env-kwargs changes the envs: give the run its own folder, e.g. --results "
             "benchmarks/results/AntObstacleCourse/variants/restand200, so that it does not replace the default rows."
         )
+    if args.adapt_kwargs and args.results is None:
+        parser.error(
+            "--adapt-kwargs changes MLSH's transfer: give the run its own folder, e.g. --results "
+            "benchmarks/results/AntTwowalk/variants/hippo_time_commitment/fixed_n200, so that it does not replace the "
+            "default rows."
+        )
     if args.transfer_env_kwargs:  # an unknown or bad argument fails now, not after the meta-training
         try:
             gym.make(args.transfer_env or args.env, **args.transfer_env_kwargs).close()
         except (TypeError, ValueError) as error:
             parser.error(f"--transfer-env-kwargs: {error}")
+    if args.adapt_kwargs:
+        check_adapt_kwargs(parser, args)
     if args.results is None:
         args.results = os.path.join(RESULTS, (args.transfer_env or args.env).split("/")[-1].replace("-v0", ""))
     os.makedirs(args.results, exist_ok=True)

@@ -1,5 +1,6 @@
 """The shared-policy baseline of benchmarks/transfer.py keeps its scaling statistics from training into fine-tuning."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -11,9 +12,12 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-from transfer import TaskResampling, fixed_task_env, save_scaling
+from transfer import TaskResampling, fixed_task_env, load_for_transfer, save_scaling
+
+from sb3_mlsh import MLSH, make_task_sampler
 
 ENV_ID = "mlsh/MovementBandits-v0"
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "transfer.py")
 
 
 def _trained_scaling(norm_obs: bool) -> VecNormalize:
@@ -67,12 +71,41 @@ def test_transfer_env_kwargs_reach_the_fine_tuning_envs():
     ],
 )
 def test_transfer_env_kwargs_that_cannot_run_are_refused_before_any_work(tmp_path, pairs, with_results, message):
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "transfer.py")
-    command = [sys.executable, script, "--env", "mlsh/AntMaze-v0", "--transfer-env", "mlsh/AntObstacleCourse-v0"]
+    command = [sys.executable, SCRIPT, "--env", "mlsh/AntMaze-v0", "--transfer-env", "mlsh/AntObstacleCourse-v0"]
     models, results = tmp_path / "models", tmp_path / "results"
     command += ["--transfer-env-kwargs", *pairs, "--models", str(models)] + (
         ["--results", str(results)] if with_results else []
     )
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr
+    assert not models.exists() and not results.exists()
+
+
+def test_adapt_kwargs_replace_the_saved_settings_for_the_transfer(tmp_path):
+    sampler = make_task_sampler(ENV_ID, split="train", seed=0)
+    trained = MLSH("MlpPolicy", sampler, macro_duration=10, max_macro_duration=30, n_envs=2, n_steps=40, device="cpu")
+    path = str(tmp_path / "model.zip")
+    trained.save(path)
+    fixed = argparse.Namespace(n_envs=3, n_steps=20, adapt_kwargs={"macro_duration": 20, "max_macro_duration": None})
+    model = load_for_transfer(path, None, fixed, seed=1)
+    assert (model.macro_duration, model.max_macro_duration, model.n_envs, model.n_steps) == (20, None, 3, 20)
+    as_trained = load_for_transfer(path, None, argparse.Namespace(n_envs=3, n_steps=20, adapt_kwargs={}), seed=1)
+    assert (as_trained.macro_duration, as_trained.max_macro_duration) == (10, 30)
+
+
+@pytest.mark.parametrize(
+    "pairs, with_results, message",
+    [
+        (["max_macro_duration:null"], False, "--results"),
+        (["macro_duraton:20"], True, "unknown argument 'macro_duraton' (did you mean 'macro_duration'?)"),
+        (["max_macro_duration:5"], True, "max_macro_duration must be None or an integer >= macro_duration"),
+        (["n_envs:4"], True, "n_envs come from transfer.py's own flags"),
+    ],
+)
+def test_adapt_kwargs_that_cannot_run_are_refused_before_any_work(tmp_path, pairs, with_results, message):
+    models, results = tmp_path / "models", tmp_path / "results"
+    command = [sys.executable, SCRIPT, "--env", ENV_ID, "--adapt-kwargs", *pairs, "--models", str(models)]
+    command += ["--results", str(results)] if with_results else []
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and message in result.stderr
     assert not models.exists() and not results.exists()

@@ -134,7 +134,8 @@ class MLSH(OnPolicyAlgorithm):
     :param macro_duration: Primitive steps per master decision N.
     :param max_macro_duration: A randomised time commitment (HiPPO, Li et al. 2020): while learning, each macro-step lasts
         a whole number of steps drawn uniformly from ``macro_duration`` to this, so that no skill can count on a fixed
-        switch time. None (default): always ``macro_duration``, as in the paper. ``predict`` keeps ``macro_duration``.
+        switch time. None (default): always ``macro_duration``, as in the paper. ``predict`` keeps ``macro_duration``;
+        :meth:`adapt` draws too (load with ``max_macro_duration=None`` to adapt at a fixed length).
     :param warmup_iterations: Master-only iterations per task W.
     :param joint_iterations: Iterations per task that also update the sub-policies U.
     :param n_steps: Primitive steps per env per iteration D.
