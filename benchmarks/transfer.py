@@ -459,26 +459,19 @@ def main() -> None:
         choices=mlsh_envs.ENV_IDS,
         help="adapt on this family's held-out tasks (default: --env)",
     )
+    key_values = dict(nargs="+", default={}, type=key_value, action=MergeKeyValues, metavar="KEY:VALUE")
     parser.add_argument(
         "--transfer-env-kwargs",
-        nargs="+",
-        default={},
-        type=key_value,
-        action=MergeKeyValues,
-        metavar="KEY:VALUE",
         help="constructor arguments of the envs adapted on, values in YAML (e.g. restand_every:200); give the run its "
         "own --results folder",
+        **key_values,
     )
     parser.add_argument(
         "--adapt-kwargs",
-        nargs="+",
-        default={},
-        type=key_value,
-        action=MergeKeyValues,
-        metavar="KEY:VALUE",
         help="MLSH settings for the transfer, over the meta-trained model's, values in YAML (e.g. macro_duration:200 "
         "max_macro_duration:null adapts skills learned with a randomised time commitment at a fixed one); give the run "
         "its own --results folder",
+        **key_values,
     )
     parser.add_argument("--verbose", type=int, default=0, help="1: print MLSH's log table during meta-training")
     parser.add_argument("--log-interval", type=int, default=10, help="iterations between log tables (with --verbose 1)")

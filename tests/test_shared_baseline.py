@@ -12,6 +12,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+import transfer
 from transfer import TaskResampling, fixed_task_env, load_for_transfer, save_scaling
 
 from sb3_mlsh import MLSH, make_task_sampler
@@ -102,10 +103,11 @@ def test_adapt_kwargs_replace_the_saved_settings_for_the_transfer(tmp_path):
         (["n_envs:4"], True, "n_envs come from transfer.py's own flags"),
     ],
 )
-def test_adapt_kwargs_that_cannot_run_are_refused_before_any_work(tmp_path, pairs, with_results, message):
+def test_adapt_kwargs_that_cannot_run_are_refused_before_any_work(tmp_path, monkeypatch, capsys, pairs, with_results, message):
     models, results = tmp_path / "models", tmp_path / "results"
-    command = [sys.executable, SCRIPT, "--env", ENV_ID, "--adapt-kwargs", *pairs, "--models", str(models)]
-    command += ["--results", str(results)] if with_results else []
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and message in result.stderr
+    command = ["transfer.py", "--env", ENV_ID, "--adapt-kwargs", *pairs, "--models", str(models)]
+    monkeypatch.setattr(sys, "argv", command + (["--results", str(results)] if with_results else []))
+    with pytest.raises(SystemExit) as exit_info:
+        transfer.main()
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not models.exists() and not results.exists()
