@@ -2,7 +2,6 @@
 
 import argparse
 import os
-import subprocess
 import sys
 
 import gymnasium as gym
@@ -18,7 +17,6 @@ from transfer import TaskResampling, fixed_task_env, load_for_transfer, save_sca
 from sb3_mlsh import MLSH, make_task_sampler
 
 ENV_ID = "mlsh/MovementBandits-v0"
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "transfer.py")
 
 
 def _trained_scaling(norm_obs: bool) -> VecNormalize:
@@ -71,15 +69,11 @@ def test_transfer_env_kwargs_reach_the_fine_tuning_envs():
         (["restand_every"], True, "takes key:value pairs"),
     ],
 )
-def test_transfer_env_kwargs_that_cannot_run_are_refused_before_any_work(tmp_path, pairs, with_results, message):
-    command = [sys.executable, SCRIPT, "--env", "mlsh/AntMaze-v0", "--transfer-env", "mlsh/AntObstacleCourse-v0"]
-    models, results = tmp_path / "models", tmp_path / "results"
-    command += ["--transfer-env-kwargs", *pairs, "--models", str(models)] + (
-        ["--results", str(results)] if with_results else []
-    )
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and message in result.stderr
-    assert not models.exists() and not results.exists()
+def test_transfer_env_kwargs_that_cannot_run_are_refused_before_any_work(
+    tmp_path, monkeypatch, capsys, pairs, with_results, message
+):
+    arguments = ["--env", "mlsh/AntMaze-v0", "--transfer-env", "mlsh/AntObstacleCourse-v0", "--transfer-env-kwargs", *pairs]
+    _assert_refused_before_any_work(tmp_path, monkeypatch, capsys, arguments, with_results, message)
 
 
 def test_adapt_kwargs_replace_the_saved_settings_for_the_transfer(tmp_path):
@@ -104,9 +98,15 @@ def test_adapt_kwargs_replace_the_saved_settings_for_the_transfer(tmp_path):
     ],
 )
 def test_adapt_kwargs_that_cannot_run_are_refused_before_any_work(tmp_path, monkeypatch, capsys, pairs, with_results, message):
+    arguments = ["--env", ENV_ID, "--adapt-kwargs", *pairs]
+    _assert_refused_before_any_work(tmp_path, monkeypatch, capsys, arguments, with_results, message)
+
+
+def _assert_refused_before_any_work(tmp_path, monkeypatch, capsys, arguments, with_results, message):
+    """transfer.py with ``arguments`` exits 2 with ``message`` and writes no models or results folder."""
     models, results = tmp_path / "models", tmp_path / "results"
-    command = ["transfer.py", "--env", ENV_ID, "--adapt-kwargs", *pairs, "--models", str(models)]
-    monkeypatch.setattr(sys, "argv", command + (["--results", str(results)] if with_results else []))
+    command = ["transfer.py", *arguments, "--models", str(models)] + (["--results", str(results)] if with_results else [])
+    monkeypatch.setattr(sys, "argv", command)
     with pytest.raises(SystemExit) as exit_info:
         transfer.main()
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
