@@ -43,6 +43,7 @@ import mlsh_envs  # noqa: F401  (registers the mlsh/ ids)
 
 PAIRS = (
     ("mlsh/AntTwowalk-v0", "Ant-v5"),
+    ("mlsh/AntMovement-v0", "Ant-v5"),
     ("mlsh/AntMaze-v0", "Ant-v5"),
     ("mlsh/AntObstacleCourse-v0", "Ant-v5"),
     ("mlsh/HumanoidWalkCrawl-v0", "Humanoid-v5"),
