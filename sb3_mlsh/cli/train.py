@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="RUN_FOLDER",
         help="Continue the run in this folder from its checkpoint with the most steps, up to its n_timesteps "
-        "(or -n, to extend it).",
+        "(or -n, to extend it: schedules such as lin_3e-4 then run to the new -n, so a rate that had decayed rises "
+        "again).",
     )
     parser.add_argument(
         "--task-groups",
