@@ -89,8 +89,9 @@ def main() -> None:
         frame = split_returns(frame, start_distance, dt)
         columns = ["ret", "progress", "control_cost"]
         for method, by_method in frame.groupby("method"):
-            per_task = by_method.groupby("task")[columns].mean()
-            per_task.loc["both"] = by_method.groupby(["seed", "task"])[columns].mean().mean()
+            runs = by_method.groupby(["seed", "task"])[columns].mean()  # one row per run, as transfer.py summarises
+            per_task = runs.groupby("task").mean()
+            per_task.loc["both"] = runs.mean()
             for task, values in per_task.iterrows():
                 row = dict(source=label, method=method, layout=task, seeds=by_method["seed"].nunique())
                 rows.append(row | {column: round(float(values[column]), 2) for column in columns})
