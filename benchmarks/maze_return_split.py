@@ -13,7 +13,8 @@ into
     python benchmarks/maze_return_split.py benchmarks/results/AntMaze \\
         benchmarks/results/AntMaze/variants/hippo_time_commitment --labels yaml hippo --iterations 10
 
-Reads every ``transfer_AntMaze_seed<k>.csv`` in each folder. Prints, per folder, method and held-out layout, the mean
+Reads every ``transfer_AntMaze_seed<k>.csv`` in each folder, and every ``transfer_<Family>_to_AntMaze_seed<k>.csv``
+(skills meta-trained on another family, adapted on AntMaze with ``transfer.py --transfer-env mlsh/AntMaze-v0``). Prints, per folder, method and held-out layout, the mean
 over seeds and iterations 1 to ``--iterations`` of the return, the progress and the control cost, and the same over
 both layouts; writes them to ``--out``.
 """
@@ -35,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import finish
 
 ENV_ID = "mlsh/AntMaze-v0"
+SEED_FILE_PATTERNS = ("transfer_AntMaze_seed*.csv", "transfer_*_to_AntMaze_seed*.csv")
 
 
 def maze_geometry(env_id: str = ENV_ID) -> tuple[dict[int, float], float]:
@@ -76,7 +78,10 @@ def main() -> None:
     labels = args.labels or [os.path.basename(os.path.normpath(folder)) for folder in args.folders]
     if len(labels) != len(args.folders):
         parser.error(f"--labels: give one per folder ({len(args.folders)}), or none")
-    seed_files = [sorted(glob.glob(os.path.join(folder, "transfer_AntMaze_seed*.csv"))) for folder in args.folders]
+    seed_files = [
+        sorted(path for pattern in SEED_FILE_PATTERNS for path in glob.glob(os.path.join(folder, pattern)))
+        for folder in args.folders
+    ]
     for folder, files in zip(args.folders, seed_files):
         if not files:
             parser.error(f"{folder} holds no transfer_AntMaze_seed<k>.csv: run benchmarks/transfer.py --env {ENV_ID} first")

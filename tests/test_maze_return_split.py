@@ -57,6 +57,21 @@ def test_the_command_writes_each_layout_and_both(tmp_path, monkeypatch):
     assert (split["seeds"] == 2).all()
 
 
+@pytest.mark.mujoco
+def test_the_command_reads_skills_from_another_family_adapted_on_antmaze(tmp_path, monkeypatch):
+    rows = [dict(method="mlsh", seed=0, task=task, iteration=1, ret=-40.0, distance=9.0) for task in (4, 5)]
+    pd.DataFrame(rows).to_csv(tmp_path / "transfer_AntMovement_to_AntMaze_seed0.csv", index=False)
+    own_family = [row | dict(seed=1, ret=100.0, distance=2.0) for row in rows]  # AntMovement on its own tasks: not read
+    pd.DataFrame(own_family).to_csv(tmp_path / "transfer_AntMovement_seed1.csv", index=False)
+    out = tmp_path / "split.csv"
+    monkeypatch.setattr(sys, "argv", ["maze_return_split.py", str(tmp_path), "--out", str(out)])
+    maze_return_split.main()
+    split = pd.read_csv(out).set_index("layout")
+    assert split.loc["4", "progress"] == pytest.approx(-1.0)
+    assert split.loc["4", "control_cost"] == pytest.approx(-1.0 / 0.05 + 40.0)
+    assert (split["seeds"] == 1).all()
+
+
 def test_the_command_names_the_script_to_run_for_an_empty_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["maze_return_split.py", str(tmp_path), "--out", str(tmp_path / "split.csv")])
     with pytest.raises(SystemExit):
