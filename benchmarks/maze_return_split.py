@@ -14,9 +14,9 @@ into
         benchmarks/results/AntMaze/variants/hippo_time_commitment --labels yaml hippo --iterations 10
 
 Reads every ``transfer_AntMaze_seed<k>.csv`` in each folder, and every ``transfer_<Family>_to_AntMaze_seed<k>.csv``
-(skills meta-trained on another family, adapted on AntMaze with ``transfer.py --transfer-env mlsh/AntMaze-v0``). Prints, per folder, method and held-out layout, the mean
-over seeds and iterations 1 to ``--iterations`` of the return, the progress and the control cost, and the same over
-both layouts; writes them to ``--out``.
+(skills meta-trained on another family, adapted on AntMaze with ``transfer.py --transfer-env mlsh/AntMaze-v0``).
+Prints, per folder, method and held-out layout, the mean over seeds and iterations 1 to ``--iterations`` of the
+return, the progress and the control cost, and the same over both layouts; writes them to ``--out``.
 """
 
 import argparse
