@@ -4,6 +4,8 @@ train one PPO policy shared across the train tasks on the same budget, then on n
 the mean episode return per iteration (``iteration_steps`` primitive steps) from the first step of the new task of
 
 - ``mlsh``: MLSH, fresh master, frozen sub-policies (``MLSH.adapt``);
+- ``mlsh_mean``: as ``mlsh``, but the frozen sub-policies act on their mean (``adapt(deterministic_subpolicies=True)``):
+  what their exploration noise costs on the new task;
 - ``mlsh_joint``: MLSH, fresh master, sub-policies still learning (``adapt(update_subpolicies=True)``);
 - ``mlsh_paper``: the paper's fine-tuning, its meta-loop on the one new task: fresh master, W iterations with frozen
   sub-policies, then joint iterations (``adapt(update_subpolicies="after_warmup")``);
@@ -57,8 +59,8 @@ from sb3_mlsh.cli.hyperparams import HyperparameterError, load_hyperparams, over
 from sb3_mlsh.mlsh.mlsh import SUBPOLICY_DEFAULTS
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
-METHODS = ("mlsh", "mlsh_joint", "ppo_scratch", "shared", "mlsh_untrained", "mlsh_paper")
-ADAPT_MODES = {"mlsh": False, "mlsh_joint": True, "mlsh_untrained": True, "mlsh_paper": "after_warmup"}
+METHODS = ("mlsh", "mlsh_joint", "ppo_scratch", "shared", "mlsh_untrained", "mlsh_paper", "mlsh_mean")
+ADAPT_MODES = {"mlsh": False, "mlsh_mean": False, "mlsh_joint": True, "mlsh_untrained": True, "mlsh_paper": "after_warmup"}
 #: Keys of the sub-policy bank's policy_kwargs that SB3's MlpPolicy takes too (PPO from scratch with the same network).
 PPO_POLICY_KEYS = ("net_arch", "activation_fn", "log_std_init", "ortho_init")
 TWO_TASK_FAMILIES = ("mlsh/MovementBandits-v0", "mlsh/KeyDoor-v0", "mlsh/AntTwowalk-v0", "mlsh/AntMovement-v0")
@@ -326,7 +328,13 @@ def run_seed(args: argparse.Namespace, seed: int, rows: list[dict[str, Any]], ti
                     model = MLSH("MlpPolicy", sampler, seed=seed, device="cpu", **untrained_kwargs)
                 else:
                     model = load_for_transfer(model_path, target_sampler, args, seed)
-                model.adapt(task, adapt_steps, update_subpolicies=ADAPT_MODES[method], callback=callback)
+                model.adapt(
+                    task,
+                    adapt_steps,
+                    update_subpolicies=ADAPT_MODES[method],
+                    callback=callback,
+                    deterministic_subpolicies=method == "mlsh_mean",
+                )
             else:
                 statistics = shared_scaling if method == "shared" and scaled else None
                 env = fixed_task_env(
@@ -422,6 +430,7 @@ def plot(frame: pd.DataFrame, oracle: float | None, title: str, path: str) -> No
 
     labels = {  # one colour per method in every family's figure
         "mlsh": ("MLSH (frozen sub-policies)", "tab:blue"),
+        "mlsh_mean": ("MLSH (frozen sub-policies acting on their mean)", "tab:cyan"),
         "mlsh_joint": ("MLSH (sub-policies keep learning)", "tab:orange"),
         "mlsh_paper": ("MLSH (paper's fine-tuning: W frozen, then learning)", "tab:brown"),
         "mlsh_untrained": ("MLSH without meta-training (learning)", "tab:purple"),

@@ -146,11 +146,11 @@ def test_errors_have_no_traceback_from_the_command_line(tmp_path):
 
 @pytest.mark.mujoco
 def test_a_gl_backend_that_does_not_load_skips_the_recording_with_one_message(ant_model_path, tmp_path):
-    # MUJOCO_GL=osmesa without OSMesa fails `import mujoco` itself: the episodes must still run.
+    # MUJOCO_GL=osmesa without OSMesa fails `import mujoco` itself: the episodes must still run. PyOpenGL's platform is
+    # pinned too, since a shell's MUJOCO_GL=egl leaves PYOPENGL_PLATFORM=egl in the environment, a different failure.
     gif = tmp_path / "ant.gif"
-    result = run_cli(
-        str(ant_model_path), "--task", "0", "--episodes", "1", "--no-adapt", "--record", str(gif), MUJOCO_GL="osmesa"
-    )
+    gl = {"MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa"}
+    result = run_cli(str(ant_model_path), "--task", "0", "--episodes", "1", "--no-adapt", "--record", str(gif), **gl)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert "task 0: mean return" in result.stdout

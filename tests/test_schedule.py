@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
 from toy_envs import make_toy
 
 from sb3_mlsh import MLSH
@@ -158,6 +159,40 @@ def test_adapt_freezes_subpolicies_and_learns_a_fresh_master_on_the_task(make_ml
     model.resume_meta_training()
     model.learn(model.n_envs * model.n_steps)
     assert model.iteration_log[-1]["iteration"] == 1
+
+
+class RolloutOnMean(BaseCallback):
+    """Records, for each rollout, whether every sub-policy action in it was the mean of its distribution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_mean: list[bool] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        buffer = self.model.rollout_buffer
+        obs = th.as_tensor(buffer.observations.reshape(buffer.buffer_size * buffer.n_envs, -1))
+        with th.no_grad():
+            mean = self.model.policy.get_distribution(obs).mode().numpy()
+        self.on_mean.append(bool(np.allclose(buffer.actions.reshape(mean.shape), mean, atol=1e-6)))
+
+
+def test_frozen_subpolicies_act_on_their_mean_only_when_asked_and_sample_once_they_learn(make_mlsh):
+    model = make_mlsh(make_toy(max_episode_steps=8, box_actions=True), n_envs=2, n_steps=16, warmup_iterations=1)
+    steps = model.n_envs * model.n_steps
+    model.learn(2 * steps)
+    record = RolloutOnMean()
+    model.adapt(2, total_timesteps=2 * steps, callback=record, deterministic_subpolicies=True)
+    model.adapt(2, total_timesteps=steps, callback=record)
+    # The paper's fine-tuning: W = 1 frozen iteration on the mean, then the learning sub-policies sample.
+    model.adapt(
+        2, total_timesteps=2 * steps, update_subpolicies="after_warmup", callback=record, deterministic_subpolicies=True
+    )
+    model.resume_meta_training()
+    model.learn(steps, callback=record)
+    assert record.on_mean == [True, True, False, True, False, False]
 
 
 def test_subpolicy_usage_is_logged_per_iteration(make_mlsh):

@@ -322,6 +322,8 @@ class MLSH(OnPolicyAlgorithm):
         #: The draws of the master's exploration (``master_epsilon``) and of randomised macro-step lengths.
         self.exploration_rng = np.random.default_rng(None if local_seed is None else local_seed + 1)
         self._one_hot = np.eye(self.n_subpolicies, dtype=np.float32)
+        #: Set by :meth:`adapt`: frozen sub-policies act on the mode of their distributions.
+        self.frozen_subpolicies_deterministic = False
         self.schedule = TaskSchedule(
             self.task_sampler,
             self.env,
@@ -395,6 +397,9 @@ class MLSH(OnPolicyAlgorithm):
         assert self._last_obs is not None and self._last_episode_starts is not None  # set by _setup_learn
         groups = self.schedule.groups
         phases = [self.schedule.phase(group) for group in groups]
+        # Frozen sub-policies learn nothing from their own noise: acting on the mode leaves the master's choice as the
+        # only exploration (a mixed rollout, some groups learning, samples).
+        deterministic = self.frozen_subpolicies_deterministic and all(phase is Phase.WARMUP for phase in phases)
         self.policy.set_training_mode(False)
         for group in groups:
             group.master.policy.set_training_mode(False)
@@ -424,7 +429,9 @@ class MLSH(OnPolicyAlgorithm):
             # 2. The chosen sub-policies act: one forward pass of the bank for all envs.
             subpolicy_obs = self.subpolicy_obs(obs, subpolicy)
             with th.no_grad():
-                actions_t, values_t, log_probs_t, all_values_t = self.policy.act(obs_as_tensor(subpolicy_obs, self.device))
+                actions_t, values_t, log_probs_t, all_values_t = self.policy.act(
+                    obs_as_tensor(subpolicy_obs, self.device), deterministic
+                )
             actions = actions_t.cpu().numpy()
             # A switch of sub-policy cuts the previous step from this one: bootstrap it with its own sub-policy's value.
             buffer_episode_starts = episode_starts.copy()
@@ -678,6 +685,7 @@ class MLSH(OnPolicyAlgorithm):
         callback: MaybeCallback = None,
         log_interval: int = 1,
         progress_bar: bool = False,
+        deterministic_subpolicies: bool = False,
     ) -> SelfMLSH:
         """
         Transfer to ``task``: fresh masters learn to use the sub-policies, which stay frozen unless asked otherwise.
@@ -688,6 +696,9 @@ class MLSH(OnPolicyAlgorithm):
             (joint phase). ``"after_warmup"``: the paper's fine-tuning, its meta-loop on one task: ``warmup_iterations``
             iterations with frozen sub-policies, then joint iterations for the rest of ``total_timesteps``.
         :param callback: SB3 callback(s); ``log_interval`` and ``progress_bar`` as in :meth:`learn`.
+        :param deterministic_subpolicies: While the sub-policies are frozen, they act on the mode of their
+            distributions (the mean, for continuous actions), so that their exploration noise costs nothing on the new
+            task; once they learn (``"after_warmup"``), they sample again.
         :return: The adapted model; :meth:`predict` then uses the adapted master.
         """
         self._refuse_in_distributed_mode("adapt")
@@ -695,6 +706,7 @@ class MLSH(OnPolicyAlgorithm):
             raise ValueError(f"update_subpolicies must be False, True or 'after_warmup', got {update_subpolicies!r}.")
         # A phase of None lets each group run its own schedule: W warmup iterations, then joint ones (no task ends).
         self.schedule.fix_task(task, {False: Phase.WARMUP, True: Phase.JOINT, "after_warmup": None}[update_subpolicies])
+        self.frozen_subpolicies_deterministic = deterministic_subpolicies
         self._fresh_masters()
         return self.learn(total_timesteps, callback, log_interval, "MLSH_adapt", True, progress_bar)
 
@@ -702,6 +714,7 @@ class MLSH(OnPolicyAlgorithm):
         """Leave the transfer mode of :meth:`adapt`: the next :meth:`learn` samples tasks again."""
         self._refuse_in_distributed_mode("resume_meta_training")
         self.schedule.fix_task(None, None)
+        self.frozen_subpolicies_deterministic = False
         self._fresh_masters()
         for group in self.schedule.groups:
             group.tasks_started = 0
