@@ -1,13 +1,17 @@
 """Per-level observations (what the sub-policies see) and reward scaling (returns of any scale)."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from gymnasium.wrappers import TransformObservation
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from toy_envs import make_toy, small_model
 
 from sb3_mlsh import MLSH
-from sb3_mlsh.common.normalization import RewardScaler
+from sb3_mlsh.common.checks import check_arguments
+from sb3_mlsh.common.normalization import ObservationNormalizer, RewardScaler
 from sb3_mlsh.common.observation import SubPolicyView
 
 
@@ -132,3 +136,82 @@ def test_a_large_reward_scale_no_longer_freezes_the_policy():
     # Scaled rewards: the policy step does not depend on the reward scale (measured: 0.0106 for both).
     assert scaled_large == pytest.approx(scaled_small, rel=0.01)
     assert scaled_large > 2 * raw_large
+
+
+#: The toy family's three observation entries on very different scales, as Humanoid-v5's contact forces are to its joints.
+OBS_SCALE = np.array([1000.0, 1.0, 0.001], dtype=np.float32)
+
+
+def _scaled_toy():
+    def factory() -> gym.Env:
+        env = make_toy()()
+        space = spaces.Box(-10.0 * OBS_SCALE, 10.0 * OBS_SCALE, dtype=np.float32)
+        return TransformObservation(env, lambda obs: (obs * OBS_SCALE).astype(np.float32), space)
+
+    return factory
+
+
+def test_observation_normalizer_scales_as_vec_normalize_and_round_trips():
+    normalizer = ObservationNormalizer(shape=(3,))
+    rng = np.random.default_rng(0)
+    for _ in range(1000):
+        normalizer.update(rng.normal([500.0, -2.0, 0.0], [100.0, 1.0, 0.001], size=(4, 3)))
+    batch = rng.normal([500.0, -2.0, 0.0], [100.0, 1.0, 0.001], size=(1000, 3))
+    scaled = normalizer(batch)
+    assert scaled.dtype == np.float32
+    np.testing.assert_allclose(scaled.mean(axis=0), 0.0, atol=0.15)
+    np.testing.assert_allclose(scaled.std(axis=0), 1.0, atol=0.15)
+    vec_normalize = VecNormalize(DummyVecEnv([make_toy()]), norm_obs=True, norm_reward=False)
+    vec_normalize.obs_rms = normalizer.obs_rms
+    np.testing.assert_allclose(scaled, vec_normalize.normalize_obs(batch), rtol=1e-5, atol=1e-6)
+    assert np.abs(normalizer(np.array([[1e6, 0.0, 0.0]]))).max() == normalizer.clip
+    copy = ObservationNormalizer(shape=(3,))
+    copy.load_state_dict(normalizer.state_dict())
+    np.testing.assert_array_equal(copy(batch), scaled)
+    with pytest.raises(ValueError, match="saved for another env"):
+        ObservationNormalizer(shape=(4,)).load_state_dict(normalizer.state_dict())
+
+
+def test_normalize_observation_scales_what_both_levels_see_and_adapt_freezes_it(make_mlsh):
+    model = make_mlsh(_scaled_toy(), normalize_observation=True, n_envs=2, n_steps=16, warmup_iterations=0)
+    model.learn(4 * 2 * 16)
+    # The statistics counted the first observations and every step's (SB3's RunningMeanStd starts at a count of 1e-4).
+    assert model.observation_normalizer.obs_rms.count == pytest.approx(2 + 4 * 2 * 16, abs=0.01)
+    subpolicy_inputs = model.rollout_buffer.observations[..., :3].reshape(-1, 3)
+    master_inputs = model._rollout.master_buffers[0].observations.reshape(-1, 3)
+    for inputs in (subpolicy_inputs, master_inputs):
+        assert np.abs(inputs).max() <= model.observation_normalizer.clip
+        assert np.abs(inputs[:, 0]).max() < 5  # the raw entry reaches about 1,000 x 1.5
+    assert np.abs(subpolicy_inputs[:, 2]).max() > 100 * 0.0007  # the raw entry (t / 10,000) stays under 0.0007
+    statistics = model.observation_normalizer.state_dict()
+    model.adapt(task=1, total_timesteps=2 * 2 * 16)
+    assert model.observation_normalizer.state_dict() == statistics
+    model.resume_meta_training()
+    model.learn(2 * 16)
+    assert model.observation_normalizer.state_dict()["count"] > statistics["count"]
+
+
+def test_a_saved_normalizer_predicts_from_raw_observations_and_may_not_be_dropped(make_mlsh, tmp_path):
+    model = make_mlsh(_scaled_toy(), normalize_observation=True)
+    model.learn(3 * 32)
+    model.save(tmp_path / "model.zip")
+    loaded = MLSH.load(tmp_path / "model.zip", _scaled_toy(), device="cpu")
+    assert loaded.observation_normalizer.state_dict() == model.observation_normalizer.state_dict()
+    raw = np.array([[900.0, 0.5, 0.001], [-300.0, -0.2, -0.0005]], dtype=np.float32)
+    actions, _ = model.predict(raw, deterministic=True)
+    loaded_actions, _ = loaded.predict(raw, deterministic=True)
+    np.testing.assert_array_equal(loaded_actions, actions)
+    scaled = model.normalize_obs(raw)
+    model.observation_normalizer = None  # the same networks on inputs scaled by hand
+    np.testing.assert_array_equal(model.predict(scaled, deterministic=True)[0], actions)
+    with pytest.raises(ValueError, match="trained with normalize_observation=True"):
+        MLSH.load(tmp_path / "model.zip", _scaled_toy(), device="cpu", normalize_observation=False)
+
+
+def test_normalize_observation_refuses_what_it_cannot_scale(make_mlsh):
+    with pytest.raises(ValueError, match="normalize_observation must be True or False"):
+        make_mlsh(normalize_observation="yes")
+    with pytest.raises(ValueError, match="scales Box observations"):
+        make_mlsh(make_toy(dict_obs=True), "MultiInputPolicy", normalize_observation=True)
+    with pytest.raises(NotImplementedError, match="normalize_observation is not supported in distributed mode"):
+        check_arguments(2, 4, 1, 1, 16, 2, 1, 0.0, 0.0, False, 1, 1, True, None, normalize_observation=True)

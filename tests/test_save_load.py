@@ -179,6 +179,7 @@ def _all_tensors(model: MLSH) -> dict:
     ("env_id", "kwargs", "iteration_steps"),
     [
         ("mlsh/MovementBandits-v0", dict(n_envs=2, n_steps=60, macro_duration=10), 120),
+        ("mlsh/MovementBandits-v0", dict(n_envs=2, n_steps=60, macro_duration=10, normalize_observation=True), 120),
         ("mlsh/FourRooms-v0", dict(n_envs=2, n_steps=60, macro_duration=25, n_subpolicies=4), 120),
         (
             "mlsh/AntTwowalk-v0",

@@ -29,6 +29,7 @@ CONSTRUCTOR_KEYS = {
     "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
     "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "stagger_groups", "skill_diversity",
     "discriminator_kwargs", "subpolicy_obs_exclude", "normalize_reward", "max_macro_duration",
+    "normalize_observation",
 }  # fmt: skip
 
 
@@ -125,7 +126,7 @@ def _schedules(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
 
 #: Expected types of the values that the YAML or -params may set (schedulable ones are checked by _schedules).
 _NUMBER_KEYS = ("master_epsilon", "skill_diversity")
-_BOOL_KEYS = ("normalize_reward", "stagger_groups")
+_BOOL_KEYS = ("normalize_reward", "normalize_observation", "stagger_groups")
 _OPTIONAL_INT_KEYS = ("max_macro_duration",)
 _LEARNER_INT_KEYS = ("batch_size", "n_epochs")
 _LEARNER_NUMBER_KEYS = ("gamma", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm", "target_kl")

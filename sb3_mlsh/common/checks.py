@@ -154,11 +154,13 @@ def check_arguments(
     processes: int = 1,
     distributed: bool = False,
     max_macro_duration: int | None = None,
+    normalize_observation: bool = False,
 ) -> None:
     """
     :param processes: Processes of the run.
     :param distributed: Whether the run is distributed (even over one process).
     :param max_macro_duration: The longest macro-step of a randomised time commitment (None: none).
+    :param normalize_observation: Whether observations are scaled by running statistics.
     :raises ValueError: listing every argument of MLSH's schedule and options that is out of range.
     :raises NotImplementedError: for an option that a distributed run does not support.
     """
@@ -197,6 +199,8 @@ def check_arguments(
         problems.append("skill_diversity > 0 needs n_subpolicies >= 2 (one skill has no rival)")
     if not isinstance(normalize_reward, (bool, np.bool_)):
         problems.append(f"normalize_reward must be True or False, got {normalize_reward!r}")
+    if not isinstance(normalize_observation, (bool, np.bool_)):
+        problems.append(f"normalize_observation must be True or False, got {normalize_observation!r}")
     if torch_threads is not None and not _is_int(torch_threads, 1):
         problems.append(f"torch_threads must be a positive integer or None, got {torch_threads!r}")
     if problems:
@@ -205,6 +209,12 @@ def check_arguments(
         raise NotImplementedError(
             "skill_diversity is not supported in distributed mode yet (each process's discriminator would learn from its "
             "own data only): train with skill_diversity in one process, or set skill_diversity=0."
+        )
+    if normalize_observation and distributed:
+        raise NotImplementedError(
+            "normalize_observation is not supported in distributed mode yet (each process would scale the shared "
+            "sub-policies' inputs by its own statistics): train with it in one process, or scale the observations in "
+            "the env (e.g. gymnasium.wrappers.TransformObservation with fixed statistics)."
         )
 
 

@@ -66,7 +66,7 @@ DATA_KEYS = frozenset(
     {
         "mlsh_format_version", "policy_name", "task_sampler", "init_kwargs", "observation_space", "action_space",
         "num_timesteps", "iteration", "trainer", "collector_rng", "reward_scaler", "learner_updates", "numpy_rng_state",
-        "python_rng_state", "torch_rng_state", "run_state", "distributed", "run_id",
+        "python_rng_state", "torch_rng_state", "run_state", "distributed", "run_id", "observation_normalizer",
     }
 )  # fmt: skip
 #: The constructor arguments a model file may record.
@@ -75,7 +75,7 @@ INIT_KWARGS_KEYS = frozenset(
         "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
         "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "skill_diversity", "discriminator_kwargs",
         "subpolicy_obs_exclude", "normalize_reward", "torch_threads", "stagger_groups", "vec_env_class", "seed",
-        "stats_window_size", "max_macro_duration",
+        "stats_window_size", "max_macro_duration", "normalize_observation",
     }
 )  # fmt: skip
 #: NumPy dtypes a model file's arrays may have: numbers and booleans (a string dtype may ask for gigabytes per item).

@@ -32,7 +32,7 @@ from sb3_mlsh.common.checks import (
     refuse_unknown_arguments,
 )
 from sb3_mlsh.common.learners import make_learner, reset_policy, train_on
-from sb3_mlsh.common.normalization import RewardScaler
+from sb3_mlsh.common.normalization import ObservationNormalizer, RewardScaler
 from sb3_mlsh.common.observation import ObsExclude, SubPolicyView, batch_of_one, index_obs, write_env_obs
 from sb3_mlsh.common.sb3_internals import n_updates, set_n_updates, wrap_env
 from sb3_mlsh.common.serialization import read_model_zip
@@ -153,6 +153,10 @@ class MLSH(OnPolicyAlgorithm):
         to drop or a mapping ``{key: indices}``. None (default): they see everything, as in the paper.
     :param normalize_reward: Both learners learn from rewards divided by a running std of the discounted return (kept
         across tasks, saved, used by :meth:`adapt`): returns of any scale leave the policy step intact. False: the paper.
+    :param normalize_observation: Both levels see the env's observations scaled entry by entry by their running mean and
+        standard deviation (clipped to +-10, as SB3's ``VecNormalize``; a ``Box`` observation space only). The statistics
+        are kept across tasks, saved with the model and frozen by :meth:`adapt`. :meth:`predict` takes raw observations.
+        False: the paper.
     :param torch_threads: Torch threads while :meth:`learn` runs: 1 (default) is fastest for MLSH's small MLPs (torch's
         default measured 19x slower on a busy 2-core machine); None leaves torch's setting.
     :param stagger_groups: Stagger the task groups' phases so that sub-policy updates spread evenly.
@@ -198,6 +202,7 @@ class MLSH(OnPolicyAlgorithm):
         discriminator_kwargs: dict[str, Any] | None = None,
         subpolicy_obs_exclude: ObsExclude = None,
         normalize_reward: bool = False,
+        normalize_observation: bool = False,
         torch_threads: int | None = 1,
         stagger_groups: bool = True,
         vec_env_class: type[DummyVecEnv] | type[SubprocVecEnv] | None = None,
@@ -230,7 +235,7 @@ class MLSH(OnPolicyAlgorithm):
         check_arguments(
             n_subpolicies, macro_duration, warmup_iterations, joint_iterations, n_steps, n_envs, task_groups,
             master_epsilon, skill_diversity, normalize_reward, torch_threads, world_size() if distributed else 1, distributed,
-            max_macro_duration,
+            max_macro_duration, normalize_observation,
         )  # fmt: skip
         self.master_kwargs = learner_kwargs("master_kwargs", MASTER_DEFAULTS, master_kwargs, distributed)
         self.subpolicy_kwargs = learner_kwargs("subpolicy_kwargs", SUBPOLICY_DEFAULTS, subpolicy_kwargs, distributed)
@@ -247,6 +252,13 @@ class MLSH(OnPolicyAlgorithm):
         self.normalize_reward, self.torch_threads, self.stagger_groups = bool(normalize_reward), torch_threads, stagger_groups
         self.vec_env_class = vec_env_class or DummyVecEnv
         observation_space, _ = check_task_sampler(self.task_sampler, self.policy_name, macro_duration, n_subpolicies)
+        self.normalize_observation = bool(normalize_observation)
+        if self.normalize_observation and not isinstance(observation_space, spaces.Box):
+            raise ValueError(
+                f"normalize_observation=True scales Box observations; {self.task_sampler.env_id}'s observation space is "
+                f"{observation_space}. Scale the entries that need it in the env (e.g. gymnasium.wrappers."
+                "NormalizeObservation inside a TransformObservation for a Dict key), or set normalize_observation=False."
+            )
         self.subpolicy_view = SubPolicyView(observation_space, subpolicy_obs_exclude)
         if given_env is None:
             start_index, local_seed = self.context.rank * n_envs, self.context.local_seed(seed, n_envs)  # numbered run-wide
@@ -318,6 +330,11 @@ class MLSH(OnPolicyAlgorithm):
             )
         assert self.env is not None
         self.reward_scaler = RewardScaler(self.n_envs, self.gamma) if self.normalize_reward else None
+        self.observation_normalizer: ObservationNormalizer | None = None
+        if self.normalize_observation:
+            self.observation_normalizer = ObservationNormalizer(cast(spaces.Box, self.observation_space).shape)
+        #: Set by :meth:`adapt`: the observation statistics stay as meta-training left them.
+        self.observation_statistics_frozen = False
         local_seed = self.context.local_seed(self.seed, self.n_envs)
         #: The draws of the master's exploration (``master_epsilon``) and of randomised macro-step lengths.
         self.exploration_rng = np.random.default_rng(None if local_seed is None else local_seed + 1)
@@ -415,19 +432,20 @@ class MLSH(OnPolicyAlgorithm):
         callback.on_rollout_start()
 
         for step in range(n_rollout_steps):
+            net_obs = self.normalize_obs(obs)  # what both levels' networks see
             # 1. The master decides where a macro-step begins: one forward pass per group, for just those envs.
             deciding = np.flatnonzero(macro_steps_left == 0)
             for position, (group, macro_buffer) in enumerate(zip(groups, macro_buffers)):
                 envs = deciding[self.schedule.group_of_env[deciding] == position]
                 if len(envs):
-                    group_obs = index_obs(obs, envs)
+                    group_obs = index_obs(net_obs, envs)
                     choices, values, log_probs = self._master_act(group.master, group_obs)
                     macro_buffer.open(envs, step, group_obs, choices, values, log_probs)
                     subpolicy[envs] = choices
             macro_steps_left[deciding] = self._macro_step_lengths(len(deciding))
 
             # 2. The chosen sub-policies act: one forward pass of the bank for all envs.
-            subpolicy_obs = self.subpolicy_obs(obs, subpolicy)
+            subpolicy_obs = self.subpolicy_obs(net_obs, subpolicy)
             with th.no_grad():
                 actions_t, values_t, log_probs_t, all_values_t = self.policy.act(
                     obs_as_tensor(subpolicy_obs, self.device), deterministic
@@ -450,6 +468,7 @@ class MLSH(OnPolicyAlgorithm):
             new_obs = cast(Obs, step_obs)  # MLSH refuses Tuple observation spaces
             self.num_timesteps += env.num_envs * self.context.world_size  # the run's steps, all processes in lockstep
             check_finite_step(step, env_rewards, new_obs, dones, infos)
+            self._update_observation_statistics(new_obs)
             callback.update_locals(locals())
             if not callback.on_step():
                 self._last_obs, self._last_episode_starts = new_obs, dones
@@ -477,7 +496,7 @@ class MLSH(OnPolicyAlgorithm):
             if self.discriminator is not None:
                 acting[step] = subpolicy
                 finals = [(i, infos[i].get("terminal_observation")) for i in ended]
-                terminal_reached += [(step, int(i), final) for i, final in finals if final is not None]
+                terminal_reached += [(step, int(i), self._normalize_one(final)) for i, final in finals if final is not None]
             # An episode's end also ends its macro-step: the master decides at the next step of that env.
             macro_steps_left -= 1
             macro_steps_left[dones] = 0
@@ -485,18 +504,19 @@ class MLSH(OnPolicyAlgorithm):
             obs, episode_starts = new_obs, dones
 
         # The rollout's end cuts every unfinished macro-step: bootstrap it with the master's value of the last observation.
+        net_obs = self.normalize_obs(obs)
         for group, macro_buffer in zip(groups, macro_buffers):
             unfinished = group.env_indices[macro_steps_left[group.env_indices] > 0]
             if len(unfinished):
-                values = self._master_values(group.master, index_obs(obs, unfinished))
+                values = self._master_values(group.master, index_obs(net_obs, unfinished))
                 macro_buffer.cut(unfinished, group.master.gamma * values)
             rollout.master_buffers.append(macro_buffer.to_rollout_buffer(group.master))
             rollout.master_bootstrap_sum += float(macro_buffer.bootstrap[: macro_buffer.size].sum())
             rollout.macro_steps.append(macro_buffer.log())
         if self.discriminator is not None:
-            self._add_diversity_reward(rollout_buffer, rollout, obs, acting, terminal_reached)
+            self._add_diversity_reward(rollout_buffer, rollout, net_obs, acting, terminal_reached)
         with th.no_grad():
-            last_values = self.policy.predict_values(obs_as_tensor(self.subpolicy_obs(obs, subpolicy), self.device))
+            last_values = self.policy.predict_values(obs_as_tensor(self.subpolicy_obs(net_obs, subpolicy), self.device))
         rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=episode_starts)
         added = rollout.subpolicy_bootstrap_sum + self.skill_diversity * rollout.diversity_reward_sum
         rollout.subpolicy_reward_sum = float(rollout_buffer.rewards.sum()) - added
@@ -569,9 +589,24 @@ class MLSH(OnPolicyAlgorithm):
             write_env_obs(cast(Obs, self._last_obs), self._last_episode_starts, group.env_indices, first_observations)
         self._completed_timesteps = self.num_timesteps
 
+    def normalize_obs(self, obs: Obs) -> Obs:
+        """
+        :param obs: A batch of raw env observations.
+        :return: The batch as both levels' networks take it: scaled by the running statistics (``normalize_observation``),
+            else unchanged.
+        """
+        return obs if self.observation_normalizer is None else self.observation_normalizer(cast(np.ndarray, obs))
+
+    def _normalize_one(self, observation: Any) -> Any:
+        return observation if self.observation_normalizer is None else self.observation_normalizer(observation[None])[0]
+
+    def _update_observation_statistics(self, obs: Obs) -> None:
+        if self.observation_normalizer is not None and not self.observation_statistics_frozen:
+            self.observation_normalizer.update(cast(np.ndarray, obs))
+
     def subpolicy_obs(self, obs: Obs, subpolicy: np.ndarray) -> Obs:
         """
-        :param obs: A batch of env observations.
+        :param obs: A batch of env observations (scaled, with ``normalize_observation``: :meth:`normalize_obs`).
         :param subpolicy: The active sub-policy of each.
         :return: The batch as the sub-policies see it: their view of the observation plus the one-hot choice.
         """
@@ -616,7 +651,7 @@ class MLSH(OnPolicyAlgorithm):
 
         :return: The sub-policy's bootstrap, gamma times the acting sub-policy's own value of the final observation.
         """
-        terminal_obs = batch_of_one(terminal)
+        terminal_obs = self.normalize_obs(batch_of_one(terminal))
         group_position = self.schedule.group_of_env[env_index]
         master = self.schedule.groups[group_position].master
         terminal_subpolicy_obs = self.subpolicy_obs(terminal_obs, subpolicy[[env_index]])
@@ -654,7 +689,8 @@ class MLSH(OnPolicyAlgorithm):
         if reset_num_timesteps:
             self.iteration = 0
             self.iteration_log = []
-        if reset_num_timesteps or self._last_obs is None:
+        envs_reset = reset_num_timesteps or self._last_obs is None
+        if envs_reset:
             for group in self.schedule.groups:
                 if group.task is None and group.tasks_started > 0:
                     self._reset_master(group.master)  # every task after a group's first starts with a fresh master
@@ -663,6 +699,8 @@ class MLSH(OnPolicyAlgorithm):
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         self._completed_timesteps = self.num_timesteps
+        if envs_reset:
+            self._update_observation_statistics(cast(Obs, self._last_obs))
         self.subpolicy_learner.set_logger(PrefixedLogger(self.logger, "train/sub/"))
         for master in self.masters:
             master.set_logger(PrefixedLogger(self.logger, "train/master/"))
@@ -707,6 +745,8 @@ class MLSH(OnPolicyAlgorithm):
         # A phase of None lets each group run its own schedule: W warmup iterations, then joint ones (no task ends).
         self.schedule.fix_task(task, {False: Phase.WARMUP, True: Phase.JOINT, "after_warmup": None}[update_subpolicies])
         self.frozen_subpolicies_deterministic = deterministic_subpolicies
+        # The sub-policies keep the input scale they learned on (with normalize_observation).
+        self.observation_statistics_frozen = True
         self._fresh_masters()
         return self.learn(total_timesteps, callback, log_interval, "MLSH_adapt", True, progress_bar)
 
@@ -715,6 +755,7 @@ class MLSH(OnPolicyAlgorithm):
         self._refuse_in_distributed_mode("resume_meta_training")
         self.schedule.fix_task(None, None)
         self.frozen_subpolicies_deterministic = False
+        self.observation_statistics_frozen = False
         self._fresh_masters()
         for group in self.schedule.groups:
             group.tasks_started = 0
@@ -744,7 +785,7 @@ class MLSH(OnPolicyAlgorithm):
         ``episode_start`` forces a new master decision. :return: The actions and the new state.
         """
         return predict_hierarchical(
-            self.master.policy, self.policy, self.subpolicy_obs, self.macro_duration, observation, state,
+            self.master.policy, self.policy, self.subpolicy_obs, self.macro_duration, self.normalize_obs(observation), state,
             episode_start, deterministic,
         )  # fmt: skip
 
@@ -757,7 +798,7 @@ class MLSH(OnPolicyAlgorithm):
         :param deterministic: Use the mode of its distribution.
         :return: The action.
         """
-        subpolicy_obs = self.subpolicy_obs(batch_of_one(observation), np.array([subpolicy]))
+        subpolicy_obs = self.subpolicy_obs(self.normalize_obs(batch_of_one(observation)), np.array([subpolicy]))
         actions, _ = self.policy.predict(subpolicy_obs, deterministic=deterministic)
         return actions[0]
 

@@ -35,7 +35,7 @@ INIT_ARGUMENTS = (
     "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
     "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "skill_diversity", "discriminator_kwargs",
     "subpolicy_obs_exclude", "normalize_reward", "torch_threads", "stagger_groups", "vec_env_class", "seed",
-    "max_macro_duration",
+    "max_macro_duration", "normalize_observation",
 )  # fmt: skip
 
 
@@ -99,6 +99,7 @@ def save_model(model: "MLSH", path: str | pathlib.Path | io.BufferedIOBase) -> N
         "trainer": model.schedule.state_dict(),
         "collector_rng": model.exploration_rng.bit_generator.state,
         "reward_scaler": None if model.reward_scaler is None else model.reward_scaler.state_dict(),
+        "observation_normalizer": None if model.observation_normalizer is None else model.observation_normalizer.state_dict(),
         "learner_updates": [subpolicy_updates, *master_updates.values()],
         # SB3's minibatch shuffling draws from the global NumPy generator: restore it too for an exact resume.
         "numpy_rng_state": np.random.get_state(),
@@ -298,6 +299,15 @@ def _restore_progress(model: "MLSH", data: dict[str, Any], same_groups: bool) ->
         model.schedule.load_state_dict(data["trainer"])
     if model.reward_scaler is not None and data.get("reward_scaler") is not None:
         model.reward_scaler.load_state_dict(data["reward_scaler"])
+    saved_statistics = data.get("observation_normalizer")
+    if (model.observation_normalizer is None) != (saved_statistics is None):
+        raise ValueError(
+            f"The model was trained with normalize_observation={saved_statistics is not None}: its networks take "
+            f"observations {'scaled by its saved statistics' if saved_statistics is not None else 'unscaled'}. Load it "
+            "without overriding normalize_observation."
+        )
+    if model.observation_normalizer is not None and saved_statistics is not None:
+        model.observation_normalizer.load_state_dict(saved_statistics)
 
 
 def _restore_run_state(model: "MLSH", run_state: dict[str, Any]) -> None:
