@@ -9,7 +9,9 @@ sub-policies learn from both tasks alike and cannot specialise. With several tas
 per-group columns that ``iterations.csv`` has for such runs (the groups' tasks replayed in the order they started).
 
 ``probe MODEL ...``: fresh masters with the given settings over the model's frozen sub-policies (``adapt``), on each
-task, several master seeds: the right sub-policy's share of the steps and the mean return, per iteration.
+task, several master seeds: the right sub-policy's share of the steps and the mean return, per iteration, and the
+entropy and approximate KL of the master's update after it (a master near-deterministic after its first update
+settles on what its first 20 macro-steps happened to favour).
 
 ``bound MODEL ...``: what the best possible master could score over a fresh master's first iterations. A scripted
 master picks uniformly at random during its first ``c`` iterations (before its first update it has seen no reward, and
@@ -38,6 +40,7 @@ import pandas as pd
 import torch as th
 import yaml
 from ant_skills import family_tasks, run_subpolicy
+from stable_baselines3.common.callbacks import BaseCallback
 
 import mlsh_envs  # noqa: F401  (registers the families)
 from sb3_mlsh import MLSH
@@ -178,6 +181,49 @@ def parse_master(text: str) -> tuple[str, dict]:
     return label, overrides
 
 
+class MasterUpdates(BaseCallback):
+    """Reads the master's update statistics (``train/master/entropy_loss`` and ``approx_kl``) after every update."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rollouts = 0
+        self.entropy: list[float] = []
+        self.approx_kl: list[float] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_start(self) -> None:
+        # From the second rollout on, this follows an update whose values are recorded and not yet dumped.
+        self.rollouts += 1
+        if self.rollouts > 1:
+            recorded = self.logger.name_to_value
+            self.entropy.append(-float(recorded.get("train/master/entropy_loss", np.nan)))
+            self.approx_kl.append(float(recorded.get("train/master/approx_kl", np.nan)))
+
+
+def fresh_master_updates(model: MLSH, task, steps: int) -> list[dict]:
+    """
+    :return: Per iteration of ``model.adapt(task, steps)``: each sub-policy's share of the steps (``usage``), the mean
+        episode return, and the entropy and approximate KL of the master's update after that iteration (NaN after the
+        last: ``adapt`` stops before it is read).
+    """
+    updates = MasterUpdates()
+    model.adapt(task, steps, callback=updates)
+    entropy = updates.entropy + [np.nan] * (len(model.iteration_log) - len(updates.entropy))
+    approx_kl = updates.approx_kl + [np.nan] * (len(model.iteration_log) - len(updates.approx_kl))
+    return [
+        dict(
+            iteration=entry["iteration"],
+            usage=entry["subpolicy_usage"],
+            episode_return_mean=entry["episode_return_mean"],
+            master_entropy=entropy[i],
+            master_approx_kl=approx_kl[i],
+        )
+        for i, entry in enumerate(model.iteration_log)
+    ]
+
+
 def probe(args: argparse.Namespace) -> pd.DataFrame:
     base = MLSH.load(args.model, device="cpu")
     env_id = base.task_sampler.env_id
@@ -191,22 +237,15 @@ def probe(args: argparse.Namespace) -> pd.DataFrame:
         for t, task in enumerate(tasks):
             for repeat in range(args.repeats):
                 model.set_random_seed(1000 + repeat)
-                model.adapt(task, steps)
-                for entry in model.iteration_log:
-                    rows.append(
-                        dict(
-                            master=label,
-                            task=task,
-                            repeat=repeat,
-                            iteration=entry["iteration"],
-                            right_share=entry["subpolicy_usage"][right[t]],
-                            episode_return_mean=entry["episode_return_mean"],
-                        )
-                    )
+                for entry in fresh_master_updates(model, task, steps):
+                    usage = entry.pop("usage")
+                    rows.append(dict(master=label, task=task, repeat=repeat, right_share=usage[right[t]], **entry))
         model.env.close()
     table = pd.DataFrame(rows)
     by_iteration = table.groupby(["master", "iteration"], sort=False)
-    summary = by_iteration.agg(right_share=("right_share", "mean"), ret=("episode_return_mean", "mean"))
+    summary = by_iteration.agg(
+        right_share=("right_share", "mean"), ret=("episode_return_mean", "mean"), entropy=("master_entropy", "mean")
+    )
     print(summary.unstack("iteration").round(2).to_string())
     return table
 

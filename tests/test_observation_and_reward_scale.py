@@ -213,5 +213,6 @@ def test_normalize_observation_refuses_what_it_cannot_scale(make_mlsh):
         make_mlsh(normalize_observation="yes")
     with pytest.raises(ValueError, match="scales Box observations"):
         make_mlsh(make_toy(dict_obs=True), "MultiInputPolicy", normalize_observation=True)
-    with pytest.raises(NotImplementedError, match="normalize_observation is not supported in distributed mode"):
+    with pytest.raises(NotImplementedError, match="normalize_observation is not supported in distributed mode") as error:
         check_arguments(2, 4, 1, 1, 16, 2, 1, 0.0, 0.0, False, 1, 1, True, None, normalize_observation=True)
+    assert "-params normalize_observation:false" in str(error.value)  # the fix, for a YAML entry that sets it

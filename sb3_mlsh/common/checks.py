@@ -213,8 +213,9 @@ def check_arguments(
     if normalize_observation and distributed:
         raise NotImplementedError(
             "normalize_observation is not supported in distributed mode yet (each process would scale the shared "
-            "sub-policies' inputs by its own statistics): train with it in one process, or scale the observations in "
-            "the env (e.g. gymnasium.wrappers.TransformObservation with fixed statistics)."
+            "sub-policies' inputs by its own statistics): train with it in one process, or set normalize_observation=False "
+            "(-params normalize_observation:false; the HumanoidWalkCrawl YAML sets it) and scale the observations in the "
+            "env (e.g. gymnasium.wrappers.TransformObservation with fixed statistics)."
         )
 
 
