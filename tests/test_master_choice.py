@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-from master_choice import meta_groups, replay_group_tasks
+from master_choice import fresh_master_updates, meta_groups, replay_group_tasks
 
-from sb3_mlsh import MLSH
+from sb3_mlsh import MLSH, make_task_sampler
 from sb3_mlsh.cli.train import main
 from sb3_mlsh.mlsh.schedule import TaskSchedule
 
@@ -47,22 +47,10 @@ def test_group_tasks_are_replayed_in_the_order_the_groups_started_them(tmp_path,
 
 @pytest.mark.parametrize("learning_rate", [0.1, 0.01])
 def test_probe_reads_the_master_update_that_follows_each_iteration(learning_rate):
-    from master_choice import fresh_master_updates
-
-    from sb3_mlsh import make_task_sampler
-
-    model = MLSH(
-        "MlpPolicy",
-        make_task_sampler("mlsh/MovementBandits-v0", seed=0),
-        n_subpolicies=2,
-        macro_duration=5,
-        warmup_iterations=1,
-        joint_iterations=1,
-        n_steps=40,
-        n_envs=2,
-        seed=0,
-        master_kwargs=dict(learning_rate=learning_rate, n_epochs=10, batch_size=16),
-    )
+    schedule = dict(n_subpolicies=2, macro_duration=5, warmup_iterations=1, joint_iterations=1, n_steps=40, n_envs=2)
+    master_kwargs = dict(learning_rate=learning_rate, n_epochs=10, batch_size=16)
+    sampler = make_task_sampler("mlsh/MovementBandits-v0", seed=0)
+    model = MLSH("MlpPolicy", sampler, seed=0, master_kwargs=master_kwargs, **schedule)
     model.learn(160)
     rows = fresh_master_updates(model, 0, 4 * 80)
     assert [row["iteration"] for row in rows] == [1, 2, 3, 4]
