@@ -11,7 +11,7 @@ per-group columns that ``iterations.csv`` has for such runs (the groups' tasks r
 ``probe MODEL ...``: fresh masters with the given settings over the model's frozen sub-policies (``adapt``), on each
 task, several master seeds: the right sub-policy's share of the steps and the mean return, per iteration, and the
 entropy and approximate KL of the master's update after it (a master near-deterministic after its first update
-settles on what its first 20 macro-steps happened to favour).
+settles on what its first iteration's macro-steps happened to favour).
 
 ``bound MODEL ...``: what the best possible master could score over a fresh master's first iterations. A scripted
 master picks uniformly at random during its first ``c`` iterations (before its first update it has seen no reward, and
@@ -210,17 +210,17 @@ def fresh_master_updates(model: MLSH, task, steps: int) -> list[dict]:
     """
     updates = MasterUpdates()
     model.adapt(task, steps, callback=updates)
-    entropy = updates.entropy + [np.nan] * (len(model.iteration_log) - len(updates.entropy))
-    approx_kl = updates.approx_kl + [np.nan] * (len(model.iteration_log) - len(updates.approx_kl))
+    unread = len(model.iteration_log) - len(updates.entropy)
+    readings = list(zip(updates.entropy, updates.approx_kl)) + [(np.nan, np.nan)] * unread
     return [
         dict(
             iteration=entry["iteration"],
             usage=entry["subpolicy_usage"],
             episode_return_mean=entry["episode_return_mean"],
-            master_entropy=entropy[i],
-            master_approx_kl=approx_kl[i],
+            master_entropy=entropy,
+            master_approx_kl=approx_kl,
         )
-        for i, entry in enumerate(model.iteration_log)
+        for entry, (entropy, approx_kl) in zip(model.iteration_log, readings)
     ]
 
 
