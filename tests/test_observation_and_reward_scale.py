@@ -1,4 +1,4 @@
-"""Per-level observations (what the sub-policies see) and reward scaling (returns of any scale)."""
+"""Per-level observations (what the sub-policies and the masters see) and reward scaling (returns of any scale)."""
 
 import gymnasium as gym
 import numpy as np
@@ -12,11 +12,11 @@ from toy_envs import make_toy, small_model
 from sb3_mlsh import MLSH
 from sb3_mlsh.common.checks import check_arguments
 from sb3_mlsh.common.normalization import ObservationNormalizer, RewardScaler
-from sb3_mlsh.common.observation import SubPolicyView
+from sb3_mlsh.common.observation import ObservationView
 
 
 def test_box_view_keeps_the_other_entries_in_order():
-    view = SubPolicyView(spaces.Box(-np.arange(1, 6, dtype=np.float32), np.arange(1, 6, dtype=np.float32)), [0, -1])
+    view = ObservationView(spaces.Box(-np.arange(1, 6, dtype=np.float32), np.arange(1, 6, dtype=np.float32)), [0, -1])
     assert view.space.shape == (3,)
     np.testing.assert_array_equal(view.space.high, [2, 3, 4])
     batch = np.arange(10, dtype=np.float32).reshape(2, 5)
@@ -25,18 +25,18 @@ def test_box_view_keeps_the_other_entries_in_order():
 
 def test_slices_name_ranges_of_entries_as_python_slices_do():
     box = spaces.Box(-1, 1, (10,))
-    np.testing.assert_array_equal(SubPolicyView(box, [0, "4:"]).space.shape, (3,))  # keeps 1, 2, 3
+    np.testing.assert_array_equal(ObservationView(box, [0, "4:"]).space.shape, (3,))  # keeps 1, 2, 3
     batch = np.arange(20.0).reshape(2, 10)
-    np.testing.assert_array_equal(SubPolicyView(box, [0, "4:"])(batch), [[1, 2, 3], [11, 12, 13]])
-    np.testing.assert_array_equal(SubPolicyView(box, [":2", "-3:"])(batch)[0], [2, 3, 4, 5, 6])
-    dict_view = SubPolicyView(spaces.Dict({"body": box}), {"body": ["2:9"]})
+    np.testing.assert_array_equal(ObservationView(box, [0, "4:"])(batch), [[1, 2, 3], [11, 12, 13]])
+    np.testing.assert_array_equal(ObservationView(box, [":2", "-3:"])(batch)[0], [2, 3, 4, 5, 6])
+    dict_view = ObservationView(spaces.Dict({"body": box}), {"body": ["2:9"]})
     assert dict_view.space["body"].shape == (3,)
 
 
 def test_dict_view_drops_keys_and_entries():
     space = spaces.Dict({"goal": spaces.Box(-1, 1, (2,)), "body": spaces.Box(-1, 1, (3,)), "phase": spaces.Discrete(3)})
-    assert set(SubPolicyView(space, ["goal"]).space.spaces) == {"body", "phase"}
-    view = SubPolicyView(space, {"body": [1]})
+    assert set(ObservationView(space, ["goal"]).space.spaces) == {"body", "phase"}
+    view = ObservationView(space, {"body": [1]})
     assert view.space["body"].shape == (2,)
     batch = {"goal": np.zeros((2, 2)), "body": np.arange(6.0).reshape(2, 3), "phase": np.array([0, 2])}
     out = view(batch)
@@ -63,7 +63,7 @@ def test_dict_view_drops_keys_and_entries():
 )
 def test_bad_exclusions_name_the_fix(space, exclude, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
-        SubPolicyView(space, exclude)
+        ObservationView(space, exclude)
 
 
 def test_subpolicies_see_the_view_and_the_master_everything(tmp_path):
@@ -89,6 +89,40 @@ def test_subpolicies_see_the_view_and_the_master_everything(tmp_path):
     _, state = loaded.predict(obs, deterministic=True)
     assert state.shape == (1, 2)
     loaded.adapt(1, 32)
+
+
+def test_the_master_sees_only_its_view(make_mlsh, tmp_path):
+    # The master sees the toy's position only (entries 0 and 1), the sub-policies everything.
+    model = make_mlsh(master_obs_exclude=["2:"], n_envs=2, n_steps=16, macro_duration=4, seed=0)
+    assert model.masters[0].observation_space.shape == (2,)
+    assert model.subpolicy_learner.observation_space.shape == (3 + 2,)
+    model.learn(64)  # 7-step episodes: time limits bootstrap the master's macro-steps through its view too
+    master_obs = model._rollout.master_buffers[0].observations
+    assert master_obs.shape[-1] == 2
+    assert np.abs(master_obs).max() <= 1.5  # positions start in [-1, 1] and move 0.1 a step; t / 10 is not there
+    # Observations that differ only in the hidden entry (t / 10) get the same master choice.
+    obs = np.array([[0.3, -0.4, 0.2], [0.3, -0.4, 0.6]], dtype=np.float32)
+    choices = model.master.predict(model.master_view(obs), deterministic=True)[0]
+    assert choices[0] == choices[1]
+    _, state = model.predict(obs, deterministic=True)  # predict takes the env's whole observation
+    np.testing.assert_array_equal(state[:, 0], choices)
+    path = tmp_path / "master_view.zip"
+    model.save(path)
+    loaded = MLSH.load(path, make_toy(), device="cpu")
+    assert loaded.master_obs_exclude == ["2:"]
+    for parameter, saved in zip(loaded.master.policy.parameters(), model.master.policy.parameters()):
+        th.testing.assert_close(parameter, saved)
+    # Another master view keeps the sub-policies and starts fresh masters that see it.
+    seeing_all = MLSH.load(path, make_toy(), device="cpu", master_obs_exclude=None)
+    assert seeing_all.master.observation_space.shape == (3,)
+    for k in range(2):
+        assert seeing_all.subpolicy_predict(obs[0], k, deterministic=True) == model.subpolicy_predict(obs[0], k, True)
+    seeing_all.adapt(1, 32)
+
+
+def test_a_master_that_would_see_nothing_is_refused(make_mlsh):
+    with pytest.raises(ValueError, match=r"master_obs_exclude for the Box observation hides all 3 entries: the master"):
+        make_mlsh(master_obs_exclude=[0, "1:"])
 
 
 def test_dict_observation_view_trains():

@@ -28,7 +28,7 @@ SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 CONSTRUCTOR_KEYS = {
     "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
     "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "stagger_groups", "skill_diversity",
-    "discriminator_kwargs", "subpolicy_obs_exclude", "normalize_reward", "max_macro_duration",
+    "discriminator_kwargs", "subpolicy_obs_exclude", "master_obs_exclude", "normalize_reward", "max_macro_duration",
     "normalize_observation",
 }  # fmt: skip
 

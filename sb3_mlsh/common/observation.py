@@ -1,4 +1,4 @@
-"""Per-level observations: the part of the env observation that the sub-policies see (the master sees all of it)."""
+"""Per-level observations: the part of the env observation that each level of the hierarchy sees."""
 
 import re
 from collections.abc import Mapping, Sequence
@@ -9,11 +9,11 @@ from gymnasium import spaces
 
 from sb3_mlsh.common.type_aliases import Obs
 
-__all__ = ["ObsExclude", "SubPolicyView", "batch_of_one", "concat_obs", "index_obs", "write_env_obs"]
+__all__ = ["ObsExclude", "ObservationView", "batch_of_one", "concat_obs", "index_obs", "write_env_obs"]
 
-#: What the sub-policies do not see: for a Box observation, indices into its flattened form (an index, or a
-#: ``"start:stop"`` slice as in Python); for a Dict observation, keys to drop whole, or a mapping from key to indices
-#: into that key's flattened Box.
+#: What a level (the sub-policies, or the master) does not see: for a Box observation, indices into its flattened form
+#: (an index, or a ``"start:stop"`` slice as in Python); for a Dict observation, keys to drop whole, or a mapping from
+#: key to indices into that key's flattened Box.
 ObsExclude = Sequence[int | str] | Mapping[str, Sequence[int | str]] | None
 
 _SLICE = re.compile(r"^\s*(-?\d*)\s*:\s*(-?\d*)\s*$")
@@ -26,7 +26,7 @@ def _expanded(indices: Sequence[Any], size: int, where: str) -> list[Any]:
         match = _SLICE.match(index) if isinstance(index, str) else None
         if isinstance(index, str) and match is None:
             raise ValueError(
-                f"subpolicy_obs_exclude for {where}: {index!r} is neither an integer index nor a 'start:stop' slice "
+                f"{where}: {index!r} is neither an integer index nor a 'start:stop' slice "
                 "(e.g. '47:' for entry 47 to the end)."
             )
         if match is None:
@@ -35,35 +35,36 @@ def _expanded(indices: Sequence[Any], size: int, where: str) -> list[Any]:
         start, stop = (int(bound) if bound else None for bound in match.groups())
         selected = range(size)[slice(start, stop)]
         if len(selected) == 0:
-            raise ValueError(f"subpolicy_obs_exclude for {where}: the slice {index!r} selects none of the {size} entries.")
+            raise ValueError(f"{where}: the slice {index!r} selects none of the {size} entries.")
         expanded.extend(selected)
     return expanded
 
 
-def _checked_indices(indices: Any, size: int, where: str) -> np.ndarray:
+def _checked_indices(indices: Any, size: int, where: str, level: str) -> np.ndarray:
     """
     :param indices: Indices to exclude.
     :param size: Length of the flattened observation they index.
-    :param where: What they index, for error messages.
+    :param where: The argument and what they index, for error messages.
+    :param level: Who would not see them, for error messages.
     :return: The sorted indices that remain.
     """
     if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence | np.ndarray):
-        raise ValueError(f"subpolicy_obs_exclude for {where} must be a list of indices, got {indices!r}.")
+        raise ValueError(f"{where} must be a list of indices, got {indices!r}.")
     excluded = []
     for index in _expanded(list(indices), size, where):
         if isinstance(index, bool) or not isinstance(index, int | np.integer):
-            raise ValueError(f"subpolicy_obs_exclude for {where}: {index!r} is not an integer index.")
+            raise ValueError(f"{where}: {index!r} is not an integer index.")
         if not -size <= index < size:
             raise ValueError(
-                f"subpolicy_obs_exclude for {where}: index {index} is out of range for {size} entries "
+                f"{where}: index {index} is out of range for {size} entries "
                 f"(valid: 0 to {size - 1}, or negative from the end)."
             )
         excluded.append(int(index) % size)
     if len(set(excluded)) != len(excluded):
-        raise ValueError(f"subpolicy_obs_exclude for {where} names an index twice: {list(indices)}.")
+        raise ValueError(f"{where} names an index twice: {list(indices)}.")
     kept = np.setdiff1d(np.arange(size), excluded)
     if len(kept) == 0:
-        raise ValueError(f"subpolicy_obs_exclude hides all {size} entries of {where}: the sub-policies would see nothing.")
+        raise ValueError(f"{where} hides all {size} entries: {level} would see nothing.")
     return kept
 
 
@@ -71,23 +72,31 @@ def _box_subset(space: spaces.Box, kept: np.ndarray) -> spaces.Box:
     return spaces.Box(space.low.reshape(-1)[kept], space.high.reshape(-1)[kept], dtype=space.dtype)  # type: ignore[arg-type]
 
 
-class SubPolicyView:
+class ObservationView:
     """
-    The sub-policies' view of the env observation: all of it (the paper's MLSH), or all but some entries, e.g. the
-    torso's x and y of an Ant, so that the skills learn body-centric movement ("walk up") rather than places ("go to
-    (5, 0)"), while the master still sees where the agent is. The sub-policy learner's observation is this view plus
-    the one-hot master choice.
+    What one level of the hierarchy sees of the env observation: all of it (the paper's MLSH), or all but some entries.
+    Sub-policies that do not see e.g. the torso's x and y of an Ant learn body-centric movement ("walk up") rather than
+    places ("go to (5, 0)"); a master that sees only where the agent is has a small input to learn from on a new task.
+    The sub-policy learner's observation is its view plus the one-hot master choice.
 
     :param observation_space: The env's observation space (``Box`` or ``Dict``).
-    :param exclude: What the sub-policies do not see: for a Box, indices into the flattened observation
-        (e.g. ``[0, 1]``, or with ``"start:stop"`` slices, ``[0, 1, "47:"]``); for a Dict, keys to drop (``["goal"]``)
-        or a mapping from key to indices into that key's flattened Box (``{"state": [0, 1]}``). None: the sub-policies
-        see everything.
+    :param exclude: What the level does not see: for a Box, indices into the flattened observation (e.g. ``[0, 1]``, or
+        with ``"start:stop"`` slices, ``[0, 1, "47:"]``); for a Dict, keys to drop (``["goal"]``) or a mapping from key
+        to indices into that key's flattened Box (``{"state": [0, 1]}``). None: the level sees everything.
+    :param argument: The argument that ``exclude`` came from, for error messages.
+    :param level: Who sees the view, for error messages.
     """
 
-    def __init__(self, observation_space: spaces.Space, exclude: ObsExclude = None) -> None:
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        exclude: ObsExclude = None,
+        argument: str = "subpolicy_obs_exclude",
+        level: str = "the sub-policies",
+    ) -> None:
         self.observation_space = observation_space
         self.exclude = exclude
+        self.argument, self.level = argument, level
         #: Box: the kept flat indices (None: all). Dict: key -> kept flat indices (None: the key whole).
         self._kept: np.ndarray | None = None
         self._kept_keys: dict[str, np.ndarray | None] = {}
@@ -98,15 +107,17 @@ class SubPolicyView:
         elif isinstance(observation_space, spaces.Box):
             if isinstance(exclude, Mapping):
                 raise ValueError(
-                    "subpolicy_obs_exclude is a mapping of keys, but the observation is a Box: give a list of indices "
-                    f"into its {int(np.prod(observation_space.shape))} flattened entries, e.g. [0, 1]."
+                    f"{argument} is a mapping of keys, but the observation is a Box: give a list of indices into its "
+                    f"{int(np.prod(observation_space.shape))} flattened entries, e.g. [0, 1]."
                 )
-            self._kept = _checked_indices(exclude, int(np.prod(observation_space.shape)), "the Box observation")
+            size = int(np.prod(observation_space.shape))
+            self._kept = _checked_indices(exclude, size, f"{argument} for the Box observation", level)
             self.space = _box_subset(observation_space, self._kept)
         else:
-            raise TypeError(f"subpolicy_obs_exclude needs a Box or Dict observation space, got {observation_space}.")
+            raise TypeError(f"{argument} needs a Box or Dict observation space, got {observation_space}.")
 
     def _dict_view(self, observation_space: spaces.Dict, exclude: ObsExclude) -> spaces.Dict:
+        argument = self.argument
         if exclude is None:
             self._kept_keys = dict.fromkeys(observation_space.spaces)
             return observation_space
@@ -117,13 +128,13 @@ class SubPolicyView:
             per_key = dict.fromkeys(str(key) for key in exclude)
         else:
             raise ValueError(
-                f"subpolicy_obs_exclude for a Dict observation is a list of keys or a mapping {{key: indices}}, got "
+                f"{argument} for a Dict observation is a list of keys or a mapping {{key: indices}}, got "
                 f"{exclude!r}. Keys: {sorted(observation_space.spaces)}."
             )
         unknown = sorted(set(per_key) - set(observation_space.spaces))
         if unknown:
             raise ValueError(
-                f"subpolicy_obs_exclude names keys {unknown} that the observation does not have; its keys are "
+                f"{argument} names keys {unknown} that the observation does not have; its keys are "
                 f"{sorted(observation_space.spaces)}."
             )
         subspaces: dict[str, spaces.Space] = {}
@@ -134,27 +145,28 @@ class SubPolicyView:
             elif per_key[key] is None:
                 continue
             elif isinstance(space, spaces.Box):
-                kept = _checked_indices(per_key[key], int(np.prod(space.shape)), f"key {key!r}")
+                size = int(np.prod(space.shape))
+                kept = _checked_indices(per_key[key], size, f"{argument} for key {key!r}", self.level)
                 self._kept_keys[key] = kept
                 subspaces[key] = _box_subset(space, kept)
             else:
                 raise ValueError(
-                    f"subpolicy_obs_exclude gives indices for key {key!r}, whose space {space} is not a Box: drop the "
+                    f"{argument} gives indices for key {key!r}, whose space {space} is not a Box: drop the "
                     "key whole (list it by name) instead."
                 )
         if not subspaces:
-            raise ValueError("subpolicy_obs_exclude hides every key of the observation: the sub-policies would see nothing.")
+            raise ValueError(f"{argument} hides every key of the observation: {self.level} would see nothing.")
         return spaces.Dict(subspaces)
 
     @property
     def is_identity(self) -> bool:
-        """Whether the sub-policies see the whole observation."""
+        """Whether the level sees the whole observation."""
         return self.space is self.observation_space
 
     def __call__(self, obs: Obs) -> Obs:
         """
         :param obs: A batch of env observations (leading axis: the batch).
-        :return: The batch as the sub-policies see it (before the one-hot choice is appended).
+        :return: The batch as the level sees it (for the sub-policies: before the one-hot choice is appended).
         """
         if self.is_identity:
             return obs
@@ -168,7 +180,7 @@ class SubPolicyView:
         return batch.reshape(len(batch), -1)[:, self._kept]
 
     def __repr__(self) -> str:
-        return f"SubPolicyView(exclude={self.exclude!r})"
+        return f"ObservationView({self.argument}={self.exclude!r})"
 
 
 def index_obs(obs: Obs, index: np.ndarray | slice) -> Obs:

@@ -74,8 +74,8 @@ INIT_KWARGS_KEYS = frozenset(
     {
         "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
         "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "skill_diversity", "discriminator_kwargs",
-        "subpolicy_obs_exclude", "normalize_reward", "torch_threads", "stagger_groups", "vec_env_class", "seed",
-        "stats_window_size", "max_macro_duration", "normalize_observation",
+        "subpolicy_obs_exclude", "master_obs_exclude", "normalize_reward", "torch_threads", "stagger_groups",
+        "vec_env_class", "seed", "stats_window_size", "max_macro_duration", "normalize_observation",
     }
 )  # fmt: skip
 #: NumPy dtypes a model file's arrays may have: numbers and booleans (a string dtype may ask for gigabytes per item).
@@ -549,8 +549,8 @@ def read_mlsh_model(
         replaced never loads).
     :param task_sampler_given: The caller gives a task sampler: the saved one is not decoded (``data["task_sampler"]``
         is None).
-    :return: The decoded data (``init_kwargs`` without the overridden arguments, and ``saved_task_groups``), the
-        parameters and the PyTorch variables.
+    :return: The decoded data (``init_kwargs`` without the overridden arguments, ``saved_task_groups`` and
+        ``saved_master_obs_exclude``), the parameters and the PyTorch variables.
     :raises ModelFileError: for a file that is not an sb3-mlsh model, is corrupt, is newer than this version, or holds
         pickles that it may not load.
     """
@@ -579,6 +579,10 @@ def read_mlsh_model(
             saved_kwargs = decode(saved_kwargs, "init_kwargs", trusted)
         data["saved_task_groups"] = saved_kwargs["task_groups"]
         data["saved_n_envs"] = saved_kwargs.get("n_envs")
+        # What the saved masters saw, even when the caller gives master_obs_exclude anew: other masters start afresh.
+        data["saved_master_obs_exclude"] = decode(
+            saved_kwargs.get("master_obs_exclude"), "init_kwargs.master_obs_exclude", trusted
+        )
         data["init_kwargs"] = {
             key: decode(value, f"init_kwargs.{key}", trusted) for key, value in saved_kwargs.items() if key not in overridden
         }

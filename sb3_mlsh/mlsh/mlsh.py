@@ -33,7 +33,7 @@ from sb3_mlsh.common.checks import (
 )
 from sb3_mlsh.common.learners import make_learner, reset_policy, train_on
 from sb3_mlsh.common.normalization import ObservationNormalizer, RewardScaler
-from sb3_mlsh.common.observation import ObsExclude, SubPolicyView, batch_of_one, index_obs, write_env_obs
+from sb3_mlsh.common.observation import ObservationView, ObsExclude, batch_of_one, index_obs, write_env_obs
 from sb3_mlsh.common.sb3_internals import n_updates, set_n_updates, wrap_env
 from sb3_mlsh.common.serialization import read_model_zip
 from sb3_mlsh.common.tasks import TaskSampler, as_task_sampler
@@ -148,9 +148,12 @@ class MLSH(OnPolicyAlgorithm):
     :param skill_diversity: Weight of DIAYN's reward ``log q(k | s') + log K``, added to the sub-policies' rewards, where a
         :class:`~sb3_mlsh.mlsh.diversity.SkillDiscriminator` q learns which sub-policy acts. 0: the paper's MLSH.
     :param discriminator_kwargs: Arguments of that discriminator.
-    :param subpolicy_obs_exclude: Entries of the env observation that the sub-policies do not see (the master sees all):
-        for a Box, indices into the flattened observation (e.g. ``[0, 1]``, an Ant's torso x and y); for a Dict, keys
-        to drop or a mapping ``{key: indices}``. None (default): they see everything, as in the paper.
+    :param subpolicy_obs_exclude: Entries of the env observation that the sub-policies do not see: for a Box, indices
+        into the flattened observation (e.g. ``[0, 1]``, an Ant's torso x and y; ``"start:stop"`` slices too); for a
+        Dict, keys to drop or a mapping ``{key: indices}``. None (default): they see everything, as in the paper.
+    :param master_obs_exclude: Entries of the env observation that the masters do not see, in the same form (e.g.
+        ``["3:"]``: only the first three entries, where the body is). None (default): they see everything, as in the
+        paper. A model loaded with another value keeps its sub-policies only (fresh masters, as for transfer).
     :param normalize_reward: Both learners learn from rewards divided by a running std of the discounted return (kept
         across tasks, saved, used by :meth:`adapt`): returns of any scale leave the policy step intact. False: the paper.
     :param normalize_observation: Both levels see the env's observations scaled entry by entry by their running mean and
@@ -201,6 +204,7 @@ class MLSH(OnPolicyAlgorithm):
         skill_diversity: float = 0.0,
         discriminator_kwargs: dict[str, Any] | None = None,
         subpolicy_obs_exclude: ObsExclude = None,
+        master_obs_exclude: ObsExclude = None,
         normalize_reward: bool = False,
         normalize_observation: bool = False,
         torch_threads: int | None = 1,
@@ -248,7 +252,8 @@ class MLSH(OnPolicyAlgorithm):
         self.max_macro_duration = max_macro_duration
         self.warmup_iterations, self.joint_iterations = warmup_iterations, joint_iterations
         self.master_epsilon, self.skill_diversity = master_epsilon, float(skill_diversity)
-        self.discriminator_kwargs, self.subpolicy_obs_exclude = dict(discriminator_kwargs or {}), subpolicy_obs_exclude
+        self.discriminator_kwargs = dict(discriminator_kwargs or {})
+        self.subpolicy_obs_exclude, self.master_obs_exclude = subpolicy_obs_exclude, master_obs_exclude
         self.normalize_reward, self.torch_threads, self.stagger_groups = bool(normalize_reward), torch_threads, stagger_groups
         self.vec_env_class = vec_env_class or DummyVecEnv
         observation_space, _ = check_task_sampler(self.task_sampler, self.policy_name, macro_duration, n_subpolicies)
@@ -259,7 +264,8 @@ class MLSH(OnPolicyAlgorithm):
                 f"{observation_space}. Scale the entries that need it in the env (e.g. gymnasium.wrappers."
                 "NormalizeObservation inside a TransformObservation for a Dict key), or set normalize_observation=False."
             )
-        self.subpolicy_view = SubPolicyView(observation_space, subpolicy_obs_exclude)
+        self.subpolicy_view = ObservationView(observation_space, subpolicy_obs_exclude)
+        self.master_view = ObservationView(observation_space, master_obs_exclude, "master_obs_exclude", "the master")
         if given_env is None:
             start_index, local_seed = self.context.rank * n_envs, self.context.local_seed(seed, n_envs)  # numbered run-wide
             vec_env = self.task_sampler.make_vec_env(
@@ -295,10 +301,11 @@ class MLSH(OnPolicyAlgorithm):
             self._setup_model()
 
     def _make_master(self, group_index: int) -> PPO:
-        master_policy = "MultiInputPolicy" if isinstance(self.observation_space, spaces.Dict) else "MlpPolicy"
+        master_space = self.master_view.space
+        master_policy = "MultiInputPolicy" if isinstance(master_space, spaces.Dict) else "MlpPolicy"
         kwargs = self.context.master_kwargs(self.master_kwargs, group_index)
         action_space = spaces.Discrete(self.n_subpolicies)
-        master = make_learner(master_policy, self.observation_space, action_space, self.n_steps, 1, self.device, kwargs)
+        master = make_learner(master_policy, master_space, action_space, self.n_steps, 1, self.device, kwargs)
         guard_optimizer(master.policy.optimizer, "master", lambda: self.iteration)
         return master
 
@@ -438,7 +445,7 @@ class MLSH(OnPolicyAlgorithm):
             for position, (group, macro_buffer) in enumerate(zip(groups, macro_buffers)):
                 envs = deciding[self.schedule.group_of_env[deciding] == position]
                 if len(envs):
-                    group_obs = index_obs(net_obs, envs)
+                    group_obs = self.master_view(index_obs(net_obs, envs))
                     choices, values, log_probs = self._master_act(group.master, group_obs)
                     macro_buffer.open(envs, step, group_obs, choices, values, log_probs)
                     subpolicy[envs] = choices
@@ -508,7 +515,7 @@ class MLSH(OnPolicyAlgorithm):
         for group, macro_buffer in zip(groups, macro_buffers):
             unfinished = group.env_indices[macro_steps_left[group.env_indices] > 0]
             if len(unfinished):
-                values = self._master_values(group.master, index_obs(net_obs, unfinished))
+                values = self._master_values(group.master, self.master_view(index_obs(net_obs, unfinished)))
                 macro_buffer.cut(unfinished, group.master.gamma * values)
             rollout.master_buffers.append(macro_buffer.to_rollout_buffer(group.master))
             rollout.master_bootstrap_sum += float(macro_buffer.bootstrap[: macro_buffer.size].sum())
@@ -656,7 +663,8 @@ class MLSH(OnPolicyAlgorithm):
         master = self.schedule.groups[group_position].master
         terminal_subpolicy_obs = self.subpolicy_obs(terminal_obs, subpolicy[[env_index]])
         bootstrap = self.gamma * self.policy.predict_values(obs_as_tensor(terminal_subpolicy_obs, self.device)).item()
-        macro_buffers[group_position].cut(env_index, master.gamma * self._master_values(master, terminal_obs)[0])
+        master_value = self._master_values(master, self.master_view(terminal_obs))[0]
+        macro_buffers[group_position].cut(env_index, master.gamma * master_value)
         return bootstrap
 
     def _add_diversity_reward(
@@ -785,8 +793,8 @@ class MLSH(OnPolicyAlgorithm):
         ``episode_start`` forces a new master decision. :return: The actions and the new state.
         """
         return predict_hierarchical(
-            self.master.policy, self.policy, self.subpolicy_obs, self.macro_duration, self.normalize_obs(observation), state,
-            episode_start, deterministic,
+            self.master.policy, self.policy, self.master_view, self.subpolicy_obs, self.macro_duration,
+            self.normalize_obs(observation), state, episode_start, deterministic,
         )  # fmt: skip
 
     def subpolicy_predict(self, observation: np.ndarray, subpolicy: int, deterministic: bool = False) -> np.ndarray:

@@ -18,6 +18,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_mlsh.common.observation import ObservationView
 from sb3_mlsh.common.run_state import capture_envs, restore_envs
 from sb3_mlsh.common.serialization import FORMAT_VERSION, ModelFileError, read_mlsh_model, write_mlsh_model
 from sb3_mlsh.common.tasks import TaskSampler
@@ -34,8 +35,8 @@ ModelT = TypeVar("ModelT", bound="MLSH")
 INIT_ARGUMENTS = (
     "n_subpolicies", "macro_duration", "warmup_iterations", "joint_iterations", "n_steps", "n_envs", "task_groups",
     "master_kwargs", "subpolicy_kwargs", "policy_kwargs", "master_epsilon", "skill_diversity", "discriminator_kwargs",
-    "subpolicy_obs_exclude", "normalize_reward", "torch_threads", "stagger_groups", "vec_env_class", "seed",
-    "max_macro_duration", "normalize_observation",
+    "subpolicy_obs_exclude", "master_obs_exclude", "normalize_reward", "torch_threads", "stagger_groups",
+    "vec_env_class", "seed", "max_macro_duration", "normalize_observation",
 )  # fmt: skip
 
 
@@ -161,10 +162,11 @@ def load_model(
                 "Sub-policies transfer only between families with the same spaces (e.g. AntTwowalk to "
                 "AntObstacleCourse): pass a task sampler of such a family, or none to keep the saved one."
             )
-    same_groups = model.task_groups == data["saved_task_groups"]
+    saved_master_space = ObservationView(model.observation_space, data.get("saved_master_obs_exclude")).space
+    same_groups = model.task_groups == data["saved_task_groups"] and model.master_view.space == saved_master_space
     if not same_groups:
-        # Another number of task groups (e.g. one group for transfer) keeps the sub-policies only: the masters and
-        # the task schedule start afresh.
+        # Another number of task groups (e.g. one group for transfer) or another master view keeps the sub-policies
+        # only: the masters and the task schedule start afresh.
         params = {key: value for key, value in params.items() if not key.startswith("master")}
     set_parameters(model, params, exact_match=same_groups)
     _restore_progress(model, data, same_groups)

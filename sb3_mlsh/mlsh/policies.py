@@ -4,8 +4,9 @@ from collections.abc import Callable
 
 import numpy as np
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.utils import is_vectorized_observation
 
-from sb3_mlsh.common.observation import index_obs
+from sb3_mlsh.common.observation import ObservationView, index_obs
 from sb3_mlsh.common.type_aliases import Obs
 from sb3_mlsh.mlsh.bank import SubPolicyBankPolicy
 
@@ -20,6 +21,7 @@ MultiInputPolicy = SubPolicyBankPolicy
 def predict_hierarchical(
     master: BasePolicy,
     subpolicies: SubPolicyBankPolicy,
+    master_view: ObservationView,
     subpolicy_obs: Callable[[Obs, np.ndarray], Obs],
     macro_duration: int,
     observation: np.ndarray | dict[str, np.ndarray],
@@ -32,6 +34,7 @@ def predict_hierarchical(
 
     :param master: The master's policy.
     :param subpolicies: The sub-policy bank.
+    :param master_view: What the master sees of an env observation.
     :param subpolicy_obs: Turns env observations and the active sub-policies into the bank's observations.
     :param macro_duration: N.
     :param observation: One observation or a batch.
@@ -40,7 +43,8 @@ def predict_hierarchical(
     :param deterministic: Use the mode of both levels' distributions.
     :return: The actions and the new state.
     """
-    vectorized = master.is_vectorized_observation(observation)
+    # SB3's check dispatches on the space, Dict ones included; its annotation names arrays only.
+    vectorized = is_vectorized_observation(observation, master_view.observation_space)  # type: ignore[arg-type]
     batch: Obs
     if isinstance(observation, dict):
         batch = {key: np.asarray(value) if vectorized else np.asarray(value)[None] for key, value in observation.items()}
@@ -54,7 +58,7 @@ def predict_hierarchical(
         deciding |= np.asarray(episode_start, dtype=bool).reshape(n)
     if deciding.any():
         indices = np.flatnonzero(deciding)
-        choice, _ = master.predict(index_obs(batch, indices), deterministic=deterministic)
+        choice, _ = master.predict(master_view(index_obs(batch, indices)), deterministic=deterministic)
         state[indices, 0] = choice
         state[indices, 1] = macro_duration
     actions, _ = subpolicies.predict(subpolicy_obs(batch, state[:, 0]), deterministic=deterministic)
