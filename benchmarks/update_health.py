@@ -1,7 +1,7 @@
 """
-Is the sub-policies' PPO update healthy? Reads the TensorBoard events of run folders written by
-``python -m sb3_mlsh.train`` and prints, per window of steps, the mean return of the episodes that ended and the
-median of the sub-policy learner's approximate KL, clip fraction and action std. A PPO update that moves the policy
+Is the sub-policies' PPO update healthy? Reads the TensorBoard events and ``iterations.csv`` of run folders written by
+``python -m sb3_mlsh.train`` and prints, per window of steps, the mean over its iterations of the episodes' returns and
+the median of the sub-policy learner's approximate KL, clip fraction and action std. A PPO update that moves the policy
 within its trust region has an approximate KL of about 0.01 to 0.1 and a clip fraction well under 0.5; far above, the
 update is dominated by clipping (e.g. unscaled observations: every step moves the actions by many standard deviations).
 
@@ -15,6 +15,7 @@ import glob
 import os
 
 import numpy as np
+import pandas as pd
 from _common import write_csv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -44,7 +45,29 @@ def read_scalars(run_folder: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                 for event in accumulator.Scalars(tag):
                     scalars[name][0].append(event.step)
                     scalars[name][1].append(event.value)
-    return {name: (np.array(steps), np.array(values)) for name, (steps, values) in scalars.items()}
+    result = {name: (np.array(steps), np.array(values)) for name, (steps, values) in scalars.items()}
+    iterations = read_iteration_returns(run_folder)
+    if iterations is not None:
+        result["return"] = iterations
+    return result
+
+
+def read_iteration_returns(run_folder: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """
+    The returns of every iteration, from the run's ``iterations.csv``: TensorBoard holds them only for the iterations it
+    dumped (every ``--log-interval``), and a dump on an iteration in which no episode ended records none. After a
+    resume the dumps count from the resumed iteration, so that with 1,000-step episodes and 500-step iterations every
+    dump can miss.
+
+    :param run_folder: A run folder of ``python -m sb3_mlsh.train``.
+    :return: The steps and mean episode returns of the iterations in which episodes ended; None without the file.
+    """
+    path = os.path.join(run_folder, "iterations.csv")
+    if not os.path.exists(path):
+        return None
+    table = pd.read_csv(path)
+    ended = table[table["episodes"] > 0]
+    return ended["timesteps"].to_numpy(), ended["episode_return_mean"].to_numpy(dtype=float)
 
 
 def main() -> None:
