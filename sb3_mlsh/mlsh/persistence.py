@@ -163,16 +163,16 @@ def load_model(
                 "AntObstacleCourse): pass a task sampler of such a family, or none to keep the saved one."
             )
     saved_master_space = ObservationView(model.observation_space, data.get("saved_master_obs_exclude")).space
-    same_groups = model.task_groups == data["saved_task_groups"] and model.master_view.space == saved_master_space
-    if not same_groups:
+    same_masters = model.task_groups == data["saved_task_groups"] and model.master_view.space == saved_master_space
+    if not same_masters:
         # Another number of task groups (e.g. one group for transfer) or another master view keeps the sub-policies
         # only: the masters and the task schedule start afresh.
         params = {key: value for key, value in params.items() if not key.startswith("master")}
-    set_parameters(model, params, exact_match=same_groups)
-    _restore_progress(model, data, same_groups)
+    set_parameters(model, params, exact_match=same_masters)
+    _restore_progress(model, data, same_masters)
     model.run_id = data.get("run_id") if isinstance(data.get("run_id"), str) else None
     # The caller's envs keep their own episodes.
-    same_envs = same_groups and task_sampler is None and env is None and model.n_envs == data["saved_n_envs"]
+    same_envs = same_masters and task_sampler is None and env is None and model.n_envs == data["saved_n_envs"]
     if same_envs and data.get("run_state") is not None:
         _restore_run_state(model, data["run_state"])
     streams = model.context.saved_random_streams(data, pytorch_variables.get("torch_rng_state"))
@@ -292,12 +292,12 @@ def check_saved_sizes(path: Any, data: dict[str, Any], params: dict[str, Any]) -
         )
 
 
-def _restore_progress(model: "MLSH", data: dict[str, Any], same_groups: bool) -> None:
-    """Counters, the task schedule (with the same task groups), the reward scale and the learners' update counts."""
+def _restore_progress(model: "MLSH", data: dict[str, Any], same_masters: bool) -> None:
+    """Counters, the task schedule (with the same task groups and master view), the reward scale and the learners' update counts."""
     subpolicy_updates, *master_updates = data["learner_updates"]
     model.restore_counters(data["num_timesteps"], subpolicy_updates, master_updates)
     model.iteration = data["iteration"]
-    if same_groups:
+    if same_masters:
         model.schedule.load_state_dict(data["trainer"])
     if model.reward_scaler is not None and data.get("reward_scaler") is not None:
         model.reward_scaler.load_state_dict(data["reward_scaler"])
