@@ -293,7 +293,8 @@ def check_saved_sizes(path: Any, data: dict[str, Any], params: dict[str, Any]) -
 
 
 def _restore_progress(model: "MLSH", data: dict[str, Any], same_masters: bool) -> None:
-    """Counters, the task schedule (with the same task groups and master view), the reward scale and the learners' update counts."""
+    """Counters, the task schedule (with the same task groups and master view), the reward scale and the learners'
+    update counts."""
     subpolicy_updates, *master_updates = data["learner_updates"]
     model.restore_counters(data["num_timesteps"], subpolicy_updates, master_updates)
     model.iteration = data["iteration"]
