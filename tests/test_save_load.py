@@ -226,6 +226,34 @@ def test_save_load_predicts_identically_and_training_continues(tmp_path):
     assert MLSH.load(buffer, make_toy()).num_timesteps == 160
 
 
+def test_a_weights_only_file_predicts_and_adapts_as_the_complete_one(tmp_path):
+    model = small_model(n_subpolicies=3)
+    model.learn(3 * 32)
+    model.save(tmp_path / "complete.zip")
+    model.save(tmp_path / "weights.zip", optimizers=False)
+    with zipfile.ZipFile(tmp_path / "weights.zip") as archive:
+        names = archive.namelist()
+    assert "subpolicies.pth" in names and "master0.pth" in names
+    assert [name for name in names if "optimizer" in name] == []
+    assert (tmp_path / "weights.zip").stat().st_size < 0.6 * (tmp_path / "complete.zip").stat().st_size
+    complete, weights = (MLSH.load(tmp_path / name, make_toy(), device="cpu") for name in ("complete.zip", "weights.zip"))
+    for expected, got in zip(rollout_actions(complete), rollout_actions(weights)):
+        np.testing.assert_array_equal(expected, got)
+    # The optimizers start afresh: their moments are empty until the first update.
+    assert weights.policy.optimizer.state_dict()["optimizer"]["state"] == {}
+    assert complete.policy.optimizer.state_dict()["optimizer"]["state"] != {}
+    weights.learn(64, reset_num_timesteps=False)
+    assert weights.num_timesteps == 160 and weights.policy.optimizer.state_dict()["optimizer"]["state"] != {}
+
+
+def test_save_refuses_exclude_and_include(tmp_path):
+    model = small_model()
+    for argument in ({"exclude": ["policy"]}, {"include": ["env"]}):
+        with pytest.raises(ValueError, match=r"save\(path, optimizers=False\)"):
+            model.save(tmp_path / "model.zip", **argument)
+    assert not (tmp_path / "model.zip").exists()
+
+
 def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
     model = small_model()
     path = tmp_path / "model.zip"

@@ -884,13 +884,31 @@ class MLSH(OnPolicyAlgorithm):
         params = load_path_or_dict if isinstance(load_path_or_dict, dict) else read_model_zip(load_path_or_dict, device)[1]
         persistence.set_parameters(self, params, exact_match)
 
-    def save(self, path: str | pathlib.Path | io.BufferedIOBase, exclude: Any = None, include: Any = None) -> None:
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Any = None,
+        include: Any = None,
+        optimizers: bool = True,
+    ) -> None:
         """
         Save the sub-policies, the masters, their optimizers, the task schedule, the counters and the random streams to
         ``path`` (a file path, ``.zip`` added when missing, or a file object). The write is atomic, and loading runs no
         code from the file. In distributed mode every process calls it, and rank 0 writes the whole run's model.
+
+        :param path: Where to write.
+        :param exclude: Not supported (SB3's argument): a model file is complete or weights-only (``optimizers``).
+        :param include: Not supported (SB3's argument), as ``exclude``.
+        :param optimizers: Write the optimizers' states. False writes the weights only (about a third of the file): such
+            a file transfers, predicts and adapts exactly as the complete one, but a ``learn`` that continues from it
+            starts its optimizers afresh, so it is no exact resume.
         """
-        persistence.save_model(self, path)
+        if exclude is not None or include is not None:
+            raise ValueError(
+                "MLSH.save takes no exclude or include: a model file holds everything that loading, transfer and an "
+                "exact resume need. For a smaller file with the weights only, call save(path, optimizers=False)."
+            )
+        persistence.save_model(self, path, optimizers)
 
     @classmethod
     def load(  # type: ignore[override]

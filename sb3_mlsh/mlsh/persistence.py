@@ -73,14 +73,17 @@ def set_parameters(model: "MLSH", params: dict[str, Any], exact_match: bool) -> 
         index, master = group.index, group.master
         if f"master{index}" in params:
             master.policy.load_state_dict(params[f"master{index}"])
-            master.policy.optimizer.load_state_dict(params[f"master{index}_optimizer"])
+            if f"master{index}_optimizer" in params:  # absent from a file saved with optimizers=False
+                master.policy.optimizer.load_state_dict(params[f"master{index}_optimizer"])
         elif exact_match:
             raise ModelFileError(f"The saved model has no parameters for the master of task group {index}.")
 
 
-def save_model(model: "MLSH", path: str | pathlib.Path | io.BufferedIOBase) -> None:
+def save_model(model: "MLSH", path: str | pathlib.Path | io.BufferedIOBase, optimizers: bool = True) -> None:
     """
     Write ``model`` to ``path`` (atomically; in a distributed run, a collective call of which rank 0 writes the file).
+
+    :param optimizers: Write the optimizers' states too (False: the weights only, about a third of the file).
     """
     subpolicy_updates, master_updates = model.learner_updates()
     data = {
@@ -109,8 +112,12 @@ def save_model(model: "MLSH", path: str | pathlib.Path | io.BufferedIOBase) -> N
         "run_id": model.run_id,
     }
     gathered = model.context.gather_checkpoint(data, get_parameters(model), master_updates, model.n_envs)
-    if gathered is not None:  # None: another process writes the file
-        write_mlsh_model(path, *gathered, pytorch_variables={"torch_rng_state": th.get_rng_state()})
+    if gathered is None:  # another process writes the file
+        return
+    gathered_data, params = gathered
+    if not optimizers:
+        params = {key: value for key, value in params.items() if not key.endswith("_optimizer")}
+    write_mlsh_model(path, gathered_data, params, pytorch_variables={"torch_rng_state": th.get_rng_state()})
 
 
 def _run_state(model: "MLSH") -> dict[str, Any] | None:
