@@ -899,7 +899,7 @@ class MLSH(OnPolicyAlgorithm):
         :param path: Where to write.
         :param exclude: Not supported (SB3's argument): a model file is complete or weights-only (``optimizers``).
         :param include: Not supported (SB3's argument), as ``exclude``.
-        :param optimizers: Write the optimizers' states. False writes the weights only (about a third of the file): such
+        :param optimizers: Write the optimizers' states. False writes the weights only (Adam's state is twice their size): such
             a file transfers, predicts and adapts exactly as the complete one, but a ``learn`` that continues from it
             starts its optimizers afresh, so it is no exact resume.
         """

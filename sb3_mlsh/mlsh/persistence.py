@@ -83,7 +83,7 @@ def save_model(model: "MLSH", path: str | pathlib.Path | io.BufferedIOBase, opti
     """
     Write ``model`` to ``path`` (atomically; in a distributed run, a collective call of which rank 0 writes the file).
 
-    :param optimizers: Write the optimizers' states too (False: the weights only, about a third of the file).
+    :param optimizers: Write the optimizers' states too (False: the weights only).
     """
     subpolicy_updates, master_updates = model.learner_updates()
     data = {
